@@ -1,0 +1,149 @@
+//! What the operator observed and what it is doing, written to the KafkaCluster status.
+//!
+//! Long-running operations keep their whole state here, so an operator restarted at any instant
+//! resumes the operation from the status alone.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a Kafka cluster.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// What the cluster is doing, in one word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Brokers the broker StatefulSet currently runs (its replicas).
+    #[serde(default)]
+    pub brokers: i32,
+    /// Brokers whose pods are ready.
+    #[serde(default)]
+    pub ready_brokers: i32,
+    /// Label selector of the broker pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// KRaft cluster id, chosen once when the cluster is created; every log directory is
+    /// formatted with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Node ids of the brokers registered with the cluster, as Kafka reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broker_ids: Vec<i32>,
+    /// Conditions: Ready, Reconciling, Degraded, ScaleDownBlocked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The long-running operation in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+    /// State of each topic of `spec.topics`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<TopicStatus>,
+}
+
+/// What the cluster is doing, in one word (the PHASE column of `kubectl get kafkacluster`).
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Objects are being created; brokers are not ready yet.
+    Creating,
+    /// All brokers ready and nothing in progress.
+    Running,
+    /// New brokers are starting.
+    ScalingUp,
+    /// Partitions are moving onto new brokers.
+    Rebalancing,
+    /// Partitions are moving off brokers that will be removed.
+    Draining,
+    /// A requested change cannot be carried out safely; see the conditions.
+    Blocked,
+    /// Some brokers are not ready.
+    Degraded,
+    /// The cluster is being deleted.
+    Deleting,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Creating => "Creating",
+            Phase::Running => "Running",
+            Phase::ScalingUp => "ScalingUp",
+            Phase::Rebalancing => "Rebalancing",
+            Phase::Draining => "Draining",
+            Phase::Blocked => "Blocked",
+            Phase::Degraded => "Degraded",
+            Phase::Deleting => "Deleting",
+        }
+    }
+}
+
+/// A long-running operation, with everything needed to resume it.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// What the operation does.
+    pub kind: OperationKind,
+    /// The step it is at.
+    pub step: String,
+    /// Broker count the operation leads to.
+    pub target_brokers: i32,
+    /// Brokers being drained and removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaving_brokers: Vec<i32>,
+    /// Brokers partitions are moved onto.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arriving_brokers: Vec<i32>,
+    /// Partitions the plan moves, and how many have finished moving.
+    #[serde(default)]
+    pub partitions_total: i64,
+    #[serde(default)]
+    pub partitions_moved: i64,
+    /// Bytes the plan moves (from the partitions' sizes on disk), and how many have moved.
+    #[serde(default)]
+    pub bytes_total: i64,
+    #[serde(default)]
+    pub bytes_moved: i64,
+    /// Partition moves submitted to Kafka and not yet verified complete, as `topic/partition`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<String>,
+    /// Brokers a replication throttle was set on, so it is cleared even after a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttled_brokers: Vec<i32>,
+    /// When the operation started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Why the operation is waiting, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+}
+
+#[derive(
+    schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum OperationKind {
+    /// Drain brokers by partition reassignment, then remove them.
+    #[default]
+    ScaleDown,
+    /// Add brokers, then move partitions onto them.
+    ScaleUp,
+    /// Change topics' replication factor by reassignment.
+    ReplicationFactorChange,
+}
+
+/// State of one managed topic.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    pub name: String,
+    /// `Ready`, `Creating`, `Reassigning` or `Error`.
+    pub state: String,
+    #[serde(default)]
+    pub partitions: i32,
+    #[serde(default)]
+    pub replication_factor: i32,
+    /// Why the topic is not as the spec asks, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,524 @@
+//! From the raw `KafkaCluster` to a validated model the builders work from.
+//!
+//! The CRD schema refuses most bad specs at `kubectl apply`. What it cannot know (which Kafka an
+//! image runs, what a quantity means for the JVM heap) is checked here; the result is either a
+//! [`Cluster`] with every default resolved, or an error that goes to the status, never a panic.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+
+use super::quantity::parse_bytes;
+use super::spec::{
+    BrokerResources, BrokerServiceType, KafkaCluster, PvcRetention, RebalanceSpec, TopicSpec,
+};
+use super::{DEFAULT_IMAGE, DEFAULT_ZOOKEEPER_MODE_IMAGE};
+
+/// Node ids of KRaft controllers start here, so they never collide with broker ids (which are
+/// the broker pods' ordinals) and `brokerCount` keeps meaning broker ids `0..brokerCount`.
+pub const CONTROLLER_NODE_ID_BASE: i32 = 9000;
+
+const DEFAULT_BROKER_MEMORY: &str = "2Gi";
+const DEFAULT_BROKER_CPU: &str = "500m";
+const DEFAULT_BROKER_DISK: &str = "10Gi";
+const DEFAULT_CONTROLLER_MEMORY: &str = "1Gi";
+const DEFAULT_CONTROLLER_CPU: &str = "250m";
+const DEFAULT_CONTROLLER_DISK: &str = "2Gi";
+const DEFAULT_GRACE_PERIOD_SECONDS: i64 = 120;
+const MAX_HEAP_BYTES: u64 = 6 << 30;
+const MIN_HEAP_BYTES: u64 = 256 << 20;
+pub const DEFAULT_JMX_EXPORTER_IMAGE: &str = "bitnamilegacy/jmx-exporter:1.1.0";
+
+/// A spec the operator can act on, with every default resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub namespace: String,
+    pub uid: Option<String>,
+    pub image: String,
+    pub image_flavor: ImageFlavor,
+    pub broker_count: i32,
+    pub mode: Mode,
+    pub broker: NodeResources,
+    pub storage: Storage,
+    /// Broker settings from the spec, as `server.properties` keys (typed options first, then
+    /// the free `config` map, which wins).
+    pub broker_settings: BTreeMap<String, String>,
+    pub topics: Vec<TopicSpec>,
+    pub grace_period_seconds: i64,
+    pub jmx_exporter: Option<JmxExporter>,
+    pub node_selector: BTreeMap<String, String>,
+    pub rebalance: RebalanceSpec,
+    pub pvc_retention: PvcRetention,
+    pub broker_service_type: BrokerServiceType,
+    /// Things that work but that an operator should hear about (events, status message).
+    pub warnings: Vec<String>,
+}
+
+/// How the brokers keep their metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mode {
+    /// A dedicated KRaft controller quorum.
+    Kraft {
+        controllers: i32,
+        resources: NodeResources,
+    },
+    /// An external ZooKeeper ensemble.
+    ZooKeeper { connect: String },
+}
+
+/// Where Kafka lives inside an image; the start script finds its tools by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFlavor {
+    /// `apache/kafka`: `/opt/kafka/bin/*.sh`.
+    Apache,
+    /// `confluentinc/cp-kafka`: `/usr/bin/kafka-*`.
+    Confluent,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeResources {
+    pub cpu: String,
+    pub cpu_limit: Option<String>,
+    pub memory: String,
+    pub heap_bytes: u64,
+    pub disk: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Storage {
+    /// `storageClass: emptyDir`: data lives as long as the pod.
+    Ephemeral,
+    /// PersistentVolumeClaims of this class (None: the cluster's default class).
+    Persistent { class: Option<String> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JmxExporter {
+    pub image: String,
+    pub rules: Option<String>,
+}
+
+/// Why a spec cannot be acted on, with what to change.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        SpecError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Cluster {
+    pub fn is_kraft(&self) -> bool {
+        matches!(self.mode, Mode::Kraft { .. })
+    }
+
+    pub fn controller_count(&self) -> i32 {
+        match self.mode {
+            Mode::Kraft { controllers, .. } => controllers,
+            Mode::ZooKeeper { .. } => 0,
+        }
+    }
+}
+
+/// Validates a KafkaCluster and resolves its defaults.
+pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
+    let spec = &kc.spec;
+    let mut warnings = Vec::new();
+    let namespace = kc.namespace().unwrap_or_else(|| "default".to_string());
+
+    if spec.broker_count < 1 {
+        return Err(SpecError::new("brokerCount", "must be at least 1"));
+    }
+    for topic in &spec.topics {
+        if topic.replication_factor > spec.broker_count {
+            return Err(SpecError::new(
+                "topics",
+                format!(
+                    "replicationFactor {} of topic {} is above brokerCount {}; lower the replication factor or add brokers",
+                    topic.replication_factor, topic.name, spec.broker_count
+                ),
+            ));
+        }
+    }
+
+    let zookeeper = spec.zookeeper_connect.clone().filter(|s| !s.is_empty());
+    let image = spec.image.clone().unwrap_or_else(|| {
+        if zookeeper.is_some() {
+            DEFAULT_ZOOKEEPER_MODE_IMAGE.to_string()
+        } else {
+            DEFAULT_IMAGE.to_string()
+        }
+    });
+    let image_flavor = if image_repository(&image).ends_with("cp-kafka")
+        || image_repository(&image).ends_with("cp-server")
+    {
+        ImageFlavor::Confluent
+    } else {
+        ImageFlavor::Apache
+    };
+    check_image_mode(&image, image_flavor, zookeeper.is_some(), &mut warnings)?;
+
+    let broker = node_resources(
+        "resources",
+        &spec.resources,
+        DEFAULT_BROKER_CPU,
+        DEFAULT_BROKER_MEMORY,
+        DEFAULT_BROKER_DISK,
+    )?;
+    let mode = match zookeeper {
+        Some(connect) => Mode::ZooKeeper { connect },
+        None => {
+            let controllers = spec.controllers.clone().unwrap_or_default();
+            if controllers.replicas < 1 || controllers.replicas % 2 == 0 {
+                return Err(SpecError::new(
+                    "controllers.replicas",
+                    "must be odd and at least 1 (3 tolerates one failure, 5 two)",
+                ));
+            }
+            Mode::Kraft {
+                controllers: controllers.replicas,
+                resources: node_resources(
+                    "controllers.resources",
+                    &controllers.resources,
+                    DEFAULT_CONTROLLER_CPU,
+                    DEFAULT_CONTROLLER_MEMORY,
+                    DEFAULT_CONTROLLER_DISK,
+                )?,
+            }
+        }
+    };
+
+    let storage = match spec.storage_class.as_deref() {
+        Some("emptyDir") => Storage::Ephemeral,
+        Some("") | None => Storage::Persistent { class: None },
+        Some(class) => Storage::Persistent {
+            class: Some(class.to_string()),
+        },
+    };
+
+    let jmx_exporter = spec.jmx_sidecar.then(|| {
+        let cfg = spec.jmx_exporter.clone().unwrap_or_default();
+        JmxExporter {
+            image: cfg
+                .image
+                .unwrap_or_else(|| DEFAULT_JMX_EXPORTER_IMAGE.to_string()),
+            rules: cfg.rules,
+        }
+    });
+
+    if image.ends_with(":latest") || !image.contains(':') {
+        warnings.push(format!(
+            "image {image} is not pinned to a version: a pod restart can silently change the Kafka version; pin a tag"
+        ));
+    }
+
+    Ok(Cluster {
+        name: kc.name_any(),
+        namespace,
+        uid: kc.metadata.uid.clone(),
+        image,
+        image_flavor,
+        broker_count: spec.broker_count,
+        mode,
+        broker,
+        storage,
+        broker_settings: broker_settings(kc),
+        topics: spec.topics.clone(),
+        grace_period_seconds: spec
+            .minimum_grace_period
+            .unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS),
+        jmx_exporter,
+        node_selector: spec.node_selector.clone(),
+        rebalance: spec.rebalance.clone(),
+        pvc_retention: spec.pvc_retention.clone(),
+        broker_service_type: spec.broker_service_type,
+        warnings,
+    })
+}
+
+/// The image reference without tag or digest.
+fn image_repository(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    match without_digest.rfind(':') {
+        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
+        _ => without_digest,
+    }
+}
+
+/// The leading version number of an image tag (`4.1.1` -> 4, `7.9.0-1-ubi8` -> 7).
+fn image_major_version(image: &str) -> Option<u32> {
+    let repo = image_repository(image);
+    let tag = image.get(repo.len() + 1..)?.split('@').next()?;
+    tag.split(['.', '-']).next()?.parse().ok()
+}
+
+fn check_image_mode(
+    image: &str,
+    flavor: ImageFlavor,
+    zookeeper: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), SpecError> {
+    let major = image_major_version(image);
+    // Kafka 4 dropped ZooKeeper; Confluent Platform 8 ships Kafka 4.
+    let kafka4 = match (flavor, major) {
+        (ImageFlavor::Apache, Some(m)) => m >= 4,
+        (ImageFlavor::Confluent, Some(m)) => m >= 8,
+        (_, None) => false,
+    };
+    if zookeeper && kafka4 {
+        return Err(SpecError::new(
+            "image",
+            format!(
+                "{image} runs Kafka 4 or newer, which has no ZooKeeper mode; with zookeeperConnect use a Kafka 3.x image such as {DEFAULT_ZOOKEEPER_MODE_IMAGE}, or remove zookeeperConnect to run KRaft"
+            ),
+        ));
+    }
+    if zookeeper && major.is_none() && flavor == ImageFlavor::Confluent {
+        warnings.push(format!(
+            "{image}: recent Confluent Platform images (8.x) run Kafka 4 without ZooKeeper support; with zookeeperConnect pin a 7.x tag"
+        ));
+    }
+    Ok(())
+}
+
+fn node_resources(
+    field: &str,
+    res: &BrokerResources,
+    default_cpu: &str,
+    default_memory: &str,
+    default_disk: &str,
+) -> Result<NodeResources, SpecError> {
+    let memory = res.memory.clone().unwrap_or_else(|| default_memory.into());
+    let memory_bytes =
+        parse_bytes(&memory).map_err(|e| SpecError::new(&format!("{field}.memory"), e))?;
+    let heap_bytes = (memory_bytes / 2).clamp(MIN_HEAP_BYTES, MAX_HEAP_BYTES);
+    if heap_bytes + (256 << 20) > memory_bytes {
+        return Err(SpecError::new(
+            &format!("{field}.memory"),
+            format!(
+                "{memory} leaves no room for a Kafka heap of at least 256Mi plus page cache; give at least 512Mi"
+            ),
+        ));
+    }
+    let disk = res
+        .disk_space
+        .clone()
+        .unwrap_or_else(|| default_disk.into());
+    parse_bytes(&disk).map_err(|e| SpecError::new(&format!("{field}.diskSpace"), e))?;
+    Ok(NodeResources {
+        cpu: res.cpu.clone().unwrap_or_else(|| default_cpu.into()),
+        cpu_limit: res.cpu.clone(),
+        memory,
+        heap_bytes,
+        disk,
+    })
+}
+
+/// The spec's broker settings as `server.properties` keys.
+fn broker_settings(kc: &KafkaCluster) -> BTreeMap<String, String> {
+    let spec = &kc.spec;
+    let o = &spec.kafka_options;
+    let mut props = BTreeMap::new();
+    let mut set = |key: &str, value: Option<String>| {
+        if let Some(v) = value {
+            props.insert(key.to_string(), v);
+        }
+    };
+    set(
+        "log.retention.hours",
+        o.log_retention_hours.map(|v| v.to_string()),
+    );
+    set(
+        "log.retention.bytes",
+        o.log_retention_bytes.map(|v| v.to_string()),
+    );
+    set(
+        "log.segment.bytes",
+        o.log_segment_bytes.map(|v| v.to_string()),
+    );
+    set(
+        "auto.create.topics.enable",
+        o.auto_create_topics.map(|v| v.to_string()),
+    );
+    set(
+        "compression.type",
+        o.compression_type.map(|v| v.as_str().to_string()),
+    );
+    set(
+        "delete.topic.enable",
+        o.delete_topic_enable.map(|v| v.to_string()),
+    );
+    set("num.partitions", o.num_partitions.map(|v| v.to_string()));
+    set(
+        "default.replication.factor",
+        o.default_replication_factor.map(|v| v.to_string()),
+    );
+    set(
+        "min.insync.replicas",
+        o.min_insync_replicas.map(|v| v.to_string()),
+    );
+    set(
+        "message.max.bytes",
+        o.message_max_bytes.map(|v| v.to_string()),
+    );
+    set(
+        "unclean.leader.election.enable",
+        o.unclean_leader_election.map(|v| v.to_string()),
+    );
+    set(
+        "auto.leader.rebalance.enable",
+        o.auto_leader_rebalance.map(|v| v.to_string()),
+    );
+    set(
+        "num.network.threads",
+        o.num_network_threads.map(|v| v.to_string()),
+    );
+    set("num.io.threads", o.num_io_threads.map(|v| v.to_string()));
+    set(
+        "num.replica.fetchers",
+        o.num_replica_fetchers.map(|v| v.to_string()),
+    );
+    set(
+        "leader.imbalance.per.broker.percentage",
+        spec.leader_imbalance_ratio
+            .map(|r| ((r * 100.0).round() as i64).max(1).to_string()),
+    );
+    set(
+        "leader.imbalance.check.interval.seconds",
+        spec.leader_imbalance_interval.map(|v| v.to_string()),
+    );
+    for (k, v) in &o.config {
+        props.insert(k.clone(), v.clone());
+    }
+    props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::spec::KafkaClusterSpec;
+
+    fn cluster(yaml: &str) -> KafkaCluster {
+        let spec: KafkaClusterSpec = serde_yaml::from_str(yaml).unwrap();
+        let mut kc = KafkaCluster::new("c", spec);
+        kc.metadata.namespace = Some("ns".into());
+        kc
+    }
+
+    #[test]
+    fn defaults_to_kraft_with_the_pinned_image() {
+        let c = validate(&cluster("brokerCount: 3")).unwrap();
+        assert_eq!(c.image, DEFAULT_IMAGE);
+        assert_eq!(
+            c.mode,
+            Mode::Kraft {
+                controllers: 3,
+                resources: c.mode_resources().clone()
+            }
+        );
+        assert_eq!(c.broker.heap_bytes, 1 << 30);
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn zookeeper_mode_defaults_to_a_3x_image() {
+        let c = validate(&cluster("brokerCount: 1\nzookeeperConnect: zk:2181")).unwrap();
+        assert_eq!(c.image, DEFAULT_ZOOKEEPER_MODE_IMAGE);
+        assert!(!c.is_kraft());
+    }
+
+    #[test]
+    fn zookeeper_mode_refuses_kafka_4_images() {
+        let err = validate(&cluster(
+            "brokerCount: 1\nzookeeperConnect: zk:2181\nimage: apache/kafka:4.1.1",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "image");
+        assert!(err.message.contains("no ZooKeeper mode"), "{err}");
+        let err = validate(&cluster(
+            "brokerCount: 1\nzookeeperConnect: zk:2181\nimage: confluentinc/cp-kafka:8.0.0",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "image");
+    }
+
+    #[test]
+    fn unpinned_confluent_image_in_zookeeper_mode_warns() {
+        let c = validate(&cluster(
+            "brokerCount: 1\nzookeeperConnect: zk:2181\nimage: confluentinc/cp-kafka:latest",
+        ))
+        .unwrap();
+        assert_eq!(c.image_flavor, ImageFlavor::Confluent);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn heap_is_half_the_memory_capped() {
+        let c = validate(&cluster("brokerCount: 1\nresources: {memory: 1Gi}")).unwrap();
+        assert_eq!(c.broker.heap_bytes, 512 << 20);
+        let c = validate(&cluster("brokerCount: 1\nresources: {memory: 64Gi}")).unwrap();
+        assert_eq!(c.broker.heap_bytes, 6 << 30);
+        let err = validate(&cluster("brokerCount: 1\nresources: {memory: 300Mi}")).unwrap_err();
+        assert_eq!(err.field, "resources.memory");
+    }
+
+    #[test]
+    fn options_become_properties_and_config_wins() {
+        let c = validate(&cluster(
+            "brokerCount: 1\nleaderImbalanceRatio: 0.1\nleaderImbalanceInterval: 600\nkafkaOptions:\n  logRetentionHours: 24\n  autoCreateTopics: false\n  compressionType: gzip\n  config:\n    log.retention.hours: \"48\"",
+        ))
+        .unwrap();
+        let p = &c.broker_settings;
+        assert_eq!(p["log.retention.hours"], "48");
+        assert_eq!(p["auto.create.topics.enable"], "false");
+        assert_eq!(p["compression.type"], "gzip");
+        assert_eq!(p["leader.imbalance.per.broker.percentage"], "10");
+        assert_eq!(p["leader.imbalance.check.interval.seconds"], "600");
+    }
+
+    #[test]
+    fn topic_above_broker_count_is_refused() {
+        let err = validate(&cluster(
+            "brokerCount: 2\ntopics: [{name: orders, partitions: 1, replicationFactor: 3}]",
+        ))
+        .unwrap_err();
+        assert!(err.message.contains("orders"), "{err}");
+    }
+
+    #[test]
+    fn image_version_parsing() {
+        assert_eq!(image_major_version("apache/kafka:4.1.1"), Some(4));
+        assert_eq!(
+            image_major_version("registry:5000/apache/kafka:3.9.1"),
+            Some(3)
+        );
+        assert_eq!(
+            image_major_version("confluentinc/cp-kafka:7.9.0-1-ubi8"),
+            Some(7)
+        );
+        assert_eq!(image_major_version("confluentinc/cp-kafka:latest"), None);
+        assert_eq!(image_major_version("apache/kafka"), None);
+        assert_eq!(
+            image_repository("registry:5000/apache/kafka"),
+            "registry:5000/apache/kafka"
+        );
+    }
+
+    impl Cluster {
+        fn mode_resources(&self) -> &NodeResources {
+            match &self.mode {
+                Mode::Kraft { resources, .. } => resources,
+                Mode::ZooKeeper { .. } => &self.broker,
+            }
+        }
+    }
+}

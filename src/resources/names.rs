@@ -1,0 +1,153 @@
+//! Names, labels and ports of everything the operator creates, in one place.
+
+use std::collections::BTreeMap;
+
+use crate::api::Cluster;
+
+/// Field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "kafka-operator";
+/// Finalizer that lets the operator clean up (PVCs, throttles) before the cluster goes away.
+pub const FINALIZER: &str = "krallistic.github.com/cleanup";
+
+/// Client listener: what applications connect to.
+pub const CLIENT_PORT: u16 = 9092;
+/// Replication listener: broker-to-broker traffic.
+pub const REPLICATION_PORT: u16 = 9091;
+/// KRaft controller quorum listener.
+pub const CONTROLLER_PORT: u16 = 9093;
+/// Broker JMX, bound to the pod's loopback for the exporter sidecar.
+pub const JMX_PORT: u16 = 9999;
+/// Prometheus metrics of the JMX exporter sidecar.
+pub const METRICS_PORT: u16 = 5556;
+
+/// Where the data volume is mounted.
+pub const DATA_DIR: &str = "/var/lib/kafka";
+/// The log directory inside the data volume (a subdirectory, so `lost+found` on a fresh
+/// filesystem is not taken for a partition).
+pub const LOG_DIR: &str = "/var/lib/kafka/data";
+/// Where the rendered configuration is mounted.
+pub const CONFIG_DIR: &str = "/etc/kafka-operator";
+/// Writable scratch space (the root filesystem is read-only).
+pub const SCRATCH_DIR: &str = "/tmp";
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
+
+/// Which kind of Kafka node a pod runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Broker,
+    Controller,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Broker => "broker",
+            Role::Controller => "controller",
+        }
+    }
+}
+
+/// The broker StatefulSet, and the prefix of its pods (`<cluster>-0`, ...), as in the original.
+pub fn broker_statefulset(cluster: &str) -> String {
+    cluster.to_string()
+}
+
+pub fn controller_statefulset(cluster: &str) -> String {
+    format!("{cluster}-controller")
+}
+
+pub fn statefulset(cluster: &str, role: Role) -> String {
+    match role {
+        Role::Broker => broker_statefulset(cluster),
+        Role::Controller => controller_statefulset(cluster),
+    }
+}
+
+/// Headless Service of the brokers: pod DNS names and a bootstrap address.
+pub fn broker_headless_service(cluster: &str) -> String {
+    cluster.to_string()
+}
+
+/// Headless Service of the controllers.
+pub fn controller_headless_service(cluster: &str) -> String {
+    format!("{cluster}-controllers")
+}
+
+pub fn headless_service(cluster: &str, role: Role) -> String {
+    match role {
+        Role::Broker => broker_headless_service(cluster),
+        Role::Controller => controller_headless_service(cluster),
+    }
+}
+
+/// Per-broker Service, as in the original project.
+pub fn broker_service(cluster: &str, ordinal: i32) -> String {
+    format!("{cluster}-broker-{ordinal}")
+}
+
+pub fn config_map(cluster: &str) -> String {
+    format!("{cluster}-config")
+}
+
+pub fn pod_disruption_budget(cluster: &str, role: Role) -> String {
+    statefulset(cluster, role)
+}
+
+pub fn pod(cluster: &str, role: Role, ordinal: i32) -> String {
+    format!("{}-{ordinal}", statefulset(cluster, role))
+}
+
+/// Name of the data volume claim template; PVCs are `<template>-<pod>`.
+pub const DATA_VOLUME: &str = "data";
+
+pub fn data_pvc(cluster: &str, role: Role, ordinal: i32) -> String {
+    format!("{DATA_VOLUME}-{}", pod(cluster, role, ordinal))
+}
+
+/// DNS name of a pod under its headless Service.
+pub fn pod_host(cluster: &str, namespace: &str, role: Role, ordinal: i32) -> String {
+    format!(
+        "{}.{}.{namespace}.svc.cluster.local",
+        pod(cluster, role, ordinal),
+        headless_service(cluster, role)
+    )
+}
+
+/// Labels every object of a cluster carries.
+pub fn cluster_labels(cluster: &Cluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_string(), "kafka".to_string()),
+        (LABEL_INSTANCE.to_string(), cluster.name.clone()),
+        (LABEL_MANAGED_BY.to_string(), FIELD_MANAGER.to_string()),
+    ])
+}
+
+/// Labels that select the pods of one role.
+pub fn selector_labels(cluster: &str, role: Role) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_string(), "kafka".to_string()),
+        (LABEL_INSTANCE.to_string(), cluster.to_string()),
+        (LABEL_COMPONENT.to_string(), role.as_str().to_string()),
+    ])
+}
+
+/// Labels of the objects of one role.
+pub fn role_labels(cluster: &Cluster, role: Role) -> BTreeMap<String, String> {
+    let mut labels = cluster_labels(cluster);
+    labels.extend(selector_labels(&cluster.name, role));
+    labels
+}
+
+/// A label selector string, e.g. for the scale subresource's status.
+pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
