@@ -10,5 +10,9 @@
 //! - [`controller`]: the kube-rs controller that ties them together.
 
 pub mod api;
+pub mod controller;
+pub mod local;
+pub mod metrics;
 pub mod planner;
 pub mod resources;
+pub mod testbed;

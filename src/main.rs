@@ -1,9 +1,85 @@
-fn main() {
-    print!(
-        "{}",
-        serde_yaml::to_string(
-            &<kafka_operator::api::KafkaCluster as kube::CustomResourceExt>::crd()
+//! The `kafka-operator` binary: the operator, its CRD, and the offline planner.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use kube::CustomResourceExt;
+use tracing_subscriber::EnvFilter;
+
+use kafka_operator::api::KafkaCluster;
+use kafka_operator::controller::{self, Scope};
+use kafka_operator::metrics::{self, Metrics};
+
+#[derive(Parser)]
+#[command(
+    name = "kafka-operator",
+    version,
+    about = "A Kubernetes operator for Apache Kafka"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator. Uses the in-cluster configuration or KUBECONFIG; when neither is
+    /// there, starts a local Kubernetes testbed and runs against it.
+    Run(RunArgs),
+    /// Print the KafkaCluster CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of the metrics and health endpoints.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    metrics_addr: SocketAddr,
+    /// Run against a local testbed even if a cluster is configured.
+    #[arg(long)]
+    local: bool,
+    /// In local mode: exit after showing what was reconciled.
+    #[arg(long)]
+    once: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .unwrap()
-    );
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", serde_yaml::to_string(&KafkaCluster::crd())?);
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.local || !kafka_operator::local::cluster_configured() {
+        return kafka_operator::local::run(args.once).await;
+    }
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+    controller::run(
+        client,
+        Scope {
+            namespace: args.namespace,
+        },
+        metrics,
+    )
+    .await;
+    server.abort();
+    Ok(())
 }

@@ -56,7 +56,9 @@ use super::status::KafkaClusterStatus;
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.topics) || self.topics.all(t, t.replicationFactor <= self.brokerCount)"
-).message(::kube::core::Message::Expression("'topics: replicationFactor of topic ' + self.topics.filter(t, t.replicationFactor > self.brokerCount)[0].name + ' is above brokerCount ' + string(self.brokerCount) + '; lower the replication factor or add brokers'".into())).field_path(".topics").reason(::kube::core::Reason::FieldValueInvalid))]
+).message(
+    "topics: every topic's replicationFactor must be at most brokerCount; lower the topic's replication factor or add brokers"
+).field_path(".topics").reason(::kube::core::Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new(
     "!has(self.kafkaOptions) || !has(self.kafkaOptions.minInsyncReplicas) || self.kafkaOptions.minInsyncReplicas <= self.brokerCount"
 ).message(
@@ -94,6 +96,7 @@ pub struct KafkaClusterSpec {
     /// operator is tested with (a 3.9 image in ZooKeeper mode). Official `apache/kafka` and
     /// `confluentinc/cp-kafka` images are supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
     #[x_kube(validation = Rule::new("self.size() > 0 && !self.contains(' ')").message("image must be a non-empty image reference without spaces"))]
     pub image: Option<String>,
 
@@ -101,6 +104,7 @@ pub struct KafkaClusterSpec {
     /// in ZooKeeper mode (needs a Kafka 3.x image); when absent, in KRaft mode with a dedicated
     /// controller quorum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9.-]+(:[0-9]+)?(,[A-Za-z0-9.-]+(:[0-9]+)?)*(/[A-Za-z0-9._/-]*)?$')").message("zookeeperConnect must look like host:port[,host:port][/chroot]"))]
     pub zookeeper_connect: Option<String>,
 
@@ -110,7 +114,7 @@ pub struct KafkaClusterSpec {
 
     /// Topics the operator creates and keeps in shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 1000))]
+    #[schemars(length(max = 200))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub topics: Vec<TopicSpec>,
 
@@ -128,6 +132,7 @@ pub struct KafkaClusterSpec {
     /// `emptyDir` for ephemeral broker storage; otherwise the storage class of the brokers'
     /// PersistentVolumeClaims (absent: the cluster's default class).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self == 'emptyDir' || self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("storageClass must be emptyDir or the name of a StorageClass"))]
     pub storage_class: Option<String>,
 
@@ -151,6 +156,7 @@ pub struct KafkaClusterSpec {
 
     /// Node labels broker and controller pods must be scheduled on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 50, "additionalProperties" = {"type": "string", "maxLength": 253}))]
     pub node_selector: BTreeMap<String, String>,
 
     /// The KRaft controller quorum (KRaft mode only).
@@ -234,8 +240,11 @@ pub struct KafkaOptions {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[x_kube(validation = Rule::new(
         "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'controller.listener.names', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'log.dirs', 'log.dir', 'metadata.log.dir', 'zookeeper.connect', 'broker.rack', 'cluster.id']))"
-    ).message(::kube::core::Message::Expression("'kafkaOptions.config: key ' + self.filter(k, k in ['node.id', 'broker.id', 'process.roles', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'controller.listener.names', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'log.dirs', 'log.dir', 'metadata.log.dir', 'zookeeper.connect', 'broker.rack', 'cluster.id'])[0] + ' is set by the operator and cannot be overridden; remove it'".into())))]
+    ).message(
+        "kafkaOptions.config cannot set keys the operator owns (node.id, broker.id, process.roles, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, controller.listener.names, controller.quorum.voters, controller.quorum.bootstrap.servers, log.dirs, log.dir, metadata.log.dir, zookeeper.connect, broker.rack, cluster.id); remove them"
+    ))]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[a-z0-9][a-z0-9._-]*$'))").message("kafkaOptions.config keys must be Kafka property names such as log.cleaner.threads"))]
+    #[schemars(extend("maxProperties" = 200, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     pub config: BTreeMap<String, String>,
 }
 
@@ -280,6 +289,7 @@ pub struct TopicSpec {
     pub replication_factor: i32,
     /// Topic configuration (`retention.ms`, `cleanup.policy`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 100, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     pub config: BTreeMap<String, String>,
 }
 

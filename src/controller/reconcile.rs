@@ -1,0 +1,424 @@
+//! One reconcile of one KafkaCluster: validate -> build -> apply -> status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::api::{self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy};
+use crate::resources::names::{self, LABEL_COMPONENT, LABEL_INSTANCE, Role};
+use crate::resources::services::BROKER_SERVICE_COMPONENT;
+use crate::resources::statefulset::CONFIG_HASH_ANNOTATION;
+use crate::resources::{self, BuildInputs};
+
+use super::Context;
+use super::apply::apply;
+use super::error::{Error, Result};
+use super::status::{self, Observed};
+
+/// How often a settled cluster is looked at again, to notice what no watch event reports.
+const RESYNC: Duration = Duration::from_secs(300);
+/// How often a cluster that is changing is looked at.
+const PROGRESS: Duration = Duration::from_secs(10);
+
+/// Brings the cluster's objects in line with its spec and reports what it saw.
+pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Action> {
+    let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
+    let name = kc.name_any();
+    let previous = kc.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+
+    let cluster = match api::validate(&kc) {
+        Ok(cluster) => cluster,
+        Err(err) => {
+            let observed = Observed {
+                invalid_spec: Some(err.to_string()),
+                ..Default::default()
+            };
+            if previous.observed_generation != kc.metadata.generation
+                || previous.phase != Some(Phase::Blocked)
+            {
+                ctx.event(
+                    &kc,
+                    EventType::Warning,
+                    "InvalidSpec",
+                    "Validate",
+                    err.to_string(),
+                )
+                .await;
+            }
+            finish_status(&kc, ctx, status, &observed).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    if previous.observed_generation != kc.metadata.generation {
+        for warning in &cluster.warnings {
+            ctx.event(
+                &kc,
+                EventType::Warning,
+                "SpecWarning",
+                "Validate",
+                warning.clone(),
+            )
+            .await;
+        }
+    }
+
+    // The KRaft cluster id is chosen once and stored before any pod can format a volume with it.
+    if cluster.is_kraft() && status.cluster_id.is_none() {
+        status.cluster_id = Some(new_cluster_id());
+        patch_status(ctx, &namespace, &name, &status).await?;
+    }
+
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = statefulsets
+        .get_opt(&names::broker_statefulset(&name))
+        .await?;
+    let current_replicas = existing
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas);
+    let (broker_replicas, scale_down_blocked) =
+        broker_replicas(current_replicas, cluster.broker_count);
+
+    let objects = resources::build(
+        &cluster,
+        &BuildInputs {
+            broker_replicas,
+            cluster_id: status.cluster_id.clone(),
+        },
+    );
+    apply(&ctx.client, &objects.config_map).await?;
+    for service in &objects.services {
+        apply(&ctx.client, service).await?;
+    }
+    for budget in &objects.disruption_budgets {
+        apply(&ctx.client, budget).await?;
+    }
+    let mut applied = Vec::new();
+    for sts in &objects.statefulsets {
+        applied.push(apply(&ctx.client, sts).await?);
+    }
+    remove_services_of_removed_brokers(ctx, &cluster, broker_replicas).await?;
+
+    let broker_sts = applied
+        .iter()
+        .find(|s| s.name_any() == names::broker_statefulset(&name));
+    let controller_sts = applied
+        .iter()
+        .find(|s| s.name_any() == names::controller_statefulset(&name));
+    let ready = |s: Option<&StatefulSet>| {
+        s.and_then(|s| s.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    };
+    let observed = Observed {
+        desired_brokers: cluster.broker_count,
+        broker_replicas,
+        ready_brokers: ready(broker_sts),
+        desired_controllers: cluster.controller_count(),
+        ready_controllers: ready(controller_sts),
+        rolled_out: applied.iter().all(rolled_out),
+        scale_down_blocked: scale_down_blocked.clone(),
+        invalid_spec: None,
+    };
+
+    announce_changes(
+        &kc,
+        ctx,
+        existing.as_ref(),
+        broker_sts,
+        &previous,
+        &observed,
+    )
+    .await;
+
+    status.brokers = broker_replicas;
+    status.ready_brokers = observed.ready_brokers;
+    status.selector = Some(names::selector_string(&names::selector_labels(
+        &name,
+        Role::Broker,
+    )));
+    let phase = finish_status(&kc, ctx, status, &observed).await?;
+    Ok(Action::requeue(if phase == Phase::Running {
+        RESYNC
+    } else {
+        PROGRESS
+    }))
+}
+
+/// Runs when the KafkaCluster is deleted: owned objects go with it through their owner
+/// references; volumes are deleted only when the retention policy says so.
+pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Action> {
+    let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
+    let name = kc.name_any();
+    let policy = kc.spec.pvc_retention.when_deleted;
+    if policy == RetentionPolicy::Delete {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+        let selector = format!("{LABEL_INSTANCE}={name}");
+        let list = claims
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        for claim in list {
+            claims
+                .delete(&claim.name_any(), &DeleteParams::default())
+                .await?;
+        }
+    }
+    let note = match policy {
+        RetentionPolicy::Delete => "deleting the cluster and its volumes",
+        RetentionPolicy::Retain => {
+            "deleting the cluster; its volumes are kept (pvcRetention.whenDeleted: Retain)"
+        }
+    };
+    info!(%namespace, %name, "{note}");
+    ctx.event(
+        &kc,
+        EventType::Normal,
+        "Deleting",
+        "Delete",
+        note.to_string(),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Broker replicas to run now, and why a lower `brokerCount` is not acted on yet.
+///
+/// Removing a broker that may hold partition replicas loses data, so a lower broker count only
+/// takes effect through the drain operation, which moves the replicas away first.
+pub fn broker_replicas(current: Option<i32>, desired: i32) -> (i32, Option<String>) {
+    match current {
+        Some(current) if desired < current => {
+            let leaving: Vec<String> = (desired..current).map(|i| i.to_string()).collect();
+            (
+                current,
+                Some(format!(
+                    "brokerCount lowered from {current} to {desired}: broker(s) {} may hold partition replicas and are kept until their partitions have been moved away",
+                    leaving.join(", ")
+                )),
+            )
+        }
+        _ => (desired, None),
+    }
+}
+
+/// Whether a StatefulSet runs its current template on every pod.
+fn rolled_out(sts: &StatefulSet) -> bool {
+    let Some(status) = &sts.status else {
+        return false;
+    };
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    status.observed_generation >= sts.metadata.generation
+        && status.current_revision == status.update_revision
+        && status.updated_replicas.unwrap_or(0) >= replicas
+}
+
+/// Deletes the per-broker Services of brokers the StatefulSet no longer runs.
+async fn remove_services_of_removed_brokers(
+    ctx: &Context,
+    cluster: &Cluster,
+    broker_replicas: i32,
+) -> Result<()> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let selector = format!(
+        "{LABEL_INSTANCE}={},{LABEL_COMPONENT}={BROKER_SERVICE_COMPONENT}",
+        cluster.name
+    );
+    let wanted: Vec<String> = (0..broker_replicas)
+        .map(|i| names::broker_service(&cluster.name, i))
+        .collect();
+    for service in services
+        .list(&ListParams::default().labels(&selector))
+        .await?
+    {
+        let name = service.name_any();
+        if !wanted.contains(&name) {
+            info!(service = %name, "deleting the Service of a removed broker");
+            services.delete(&name, &DeleteParams::default()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Events for what changed in this reconcile.
+async fn announce_changes(
+    kc: &KafkaCluster,
+    ctx: &Context,
+    before: Option<&StatefulSet>,
+    after: Option<&StatefulSet>,
+    previous: &KafkaClusterStatus,
+    observed: &Observed,
+) {
+    let replicas =
+        |s: Option<&StatefulSet>| s.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas);
+    let hash = |s: Option<&StatefulSet>| {
+        s.and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+    };
+    match (replicas(before), replicas(after)) {
+        (None, Some(n)) => {
+            ctx.event(
+                kc,
+                EventType::Normal,
+                "Created",
+                "Create",
+                format!("created the cluster's objects with {n} broker(s)"),
+            )
+            .await
+        }
+        (Some(a), Some(b)) if b > a => {
+            ctx.event(
+                kc,
+                EventType::Normal,
+                "ScalingUp",
+                "Scale",
+                format!("adding brokers: {a} -> {b}"),
+            )
+            .await
+        }
+        _ => {}
+    }
+    if before.is_some() && hash(before) != hash(after) {
+        ctx.event(
+            kc,
+            EventType::Normal,
+            "ConfigurationChanged",
+            "Configure",
+            "broker configuration changed; brokers restart one at a time to apply it".into(),
+        )
+        .await;
+    }
+    let was_blocked = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::SCALE_DOWN_BLOCKED && c.status == "True");
+    if let Some(message) = &observed.scale_down_blocked
+        && (!was_blocked || previous.observed_generation != kc.metadata.generation)
+    {
+        ctx.event(
+            kc,
+            EventType::Warning,
+            "ScaleDownBlocked",
+            "Scale",
+            message.clone(),
+        )
+        .await;
+    }
+}
+
+/// Writes phase, conditions and generation to the status; returns the phase.
+async fn finish_status(
+    kc: &KafkaCluster,
+    ctx: &Context,
+    mut status: KafkaClusterStatus,
+    observed: &Observed,
+) -> Result<Phase> {
+    let assessment = status::assess(observed, status.phase);
+    status.phase = Some(assessment.phase);
+    status.conditions = status::merge_conditions(
+        &status.conditions,
+        &assessment.conditions,
+        kc.metadata.generation,
+        Timestamp::now(),
+    );
+    status.observed_generation = kc.metadata.generation;
+    let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
+    if Some(&status) != kc.status.as_ref() {
+        patch_status(ctx, &namespace, &kc.name_any(), &status).await?;
+    }
+    Ok(assessment.phase)
+}
+
+async fn patch_status(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    status: &KafkaClusterStatus,
+) -> Result<()> {
+    let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// A new KRaft cluster id: 16 random bytes, base64url without padding, as Kafka makes them.
+fn new_cluster_id() -> String {
+    use base64::Engine;
+    loop {
+        let mut bytes = [0u8; 16];
+        if let Err(e) = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        {
+            warn!("reading /dev/urandom: {e}");
+            continue;
+        }
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        // Kafka avoids ids starting with '-': command-line tools would read them as options.
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+impl Context {
+    /// Publishes an event on the KafkaCluster; a failure to publish is logged, not fatal.
+    pub async fn event(
+        &self,
+        kc: &KafkaCluster,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &kc.object_ref(&())).await {
+            warn!(reason, "could not publish event: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_up_and_first_creation_take_the_spec() {
+        assert_eq!(broker_replicas(None, 3), (3, None));
+        assert_eq!(broker_replicas(Some(3), 5), (5, None));
+        assert_eq!(broker_replicas(Some(3), 3), (3, None));
+    }
+
+    #[test]
+    fn scale_down_keeps_the_brokers_and_says_why() {
+        let (replicas, why) = broker_replicas(Some(5), 3);
+        assert_eq!(replicas, 5);
+        let why = why.unwrap();
+        assert!(why.contains("from 5 to 3"), "{why}");
+        assert!(why.contains("3, 4"), "{why}");
+    }
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(!id.starts_with('-'));
+        assert_ne!(id, new_cluster_id());
+    }
+}

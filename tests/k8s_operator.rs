@@ -1,0 +1,655 @@
+//! The operator against a real kube-apiserver (with kube-controller-manager), running under the
+//! RBAC of `deploy/kafka-operator.yaml`. One control plane for all tests of this file; each
+//! test has a namespace of its own.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+
+use kafka_operator::api::{KafkaCluster, Phase};
+use kafka_operator::resources::statefulset::CONFIG_HASH_ANNOTATION;
+use kafka_operator::testbed::process::project_root;
+use support::kube::{Operator, eventually, kubectl, namespace, reconciled};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn example(file: &str) -> String {
+    std::fs::read_to_string(project_root().join("examples").join(file)).expect("example")
+}
+
+async fn apply(ns: &str, yaml: &str) {
+    let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(yaml)).await;
+    assert!(ok, "kubectl apply failed: {err}");
+}
+
+async fn statefulset(client: &Client, ns: &str, name: &str) -> StatefulSet {
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("StatefulSet {name}"), TIMEOUT, || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok().flatten() }
+    })
+    .await
+}
+
+fn replicas(sts: &StatefulSet) -> i32 {
+    sts.spec.as_ref().unwrap().replicas.unwrap()
+}
+
+fn condition(kc: &KafkaCluster, type_: &str) -> (String, String, String) {
+    let c = kc
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no condition {type_}"));
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+async fn events(ns: &str) -> String {
+    let (_, out, _) = kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "-o",
+            "custom-columns=REASON:.reason,MESSAGE:.message",
+        ],
+        None,
+    )
+    .await;
+    out
+}
+
+#[tokio::test]
+async fn original_example_produces_the_expected_objects() {
+    let ns = "original-example";
+    let client = namespace(ns).await;
+    let operator = Operator::start(ns).await;
+    apply(ns, &example("kafka-cluster.yaml")).await;
+    let kc = reconciled(&client, ns, "test-cluster-1").await;
+
+    // Broker StatefulSet, as the original named it: pods test-cluster-1-0..2.
+    let sts = statefulset(&client, ns, "test-cluster-1").await;
+    assert_eq!(replicas(&sts), 3);
+    let spec = sts.spec.as_ref().unwrap();
+    let pod = spec.template.spec.as_ref().unwrap();
+    let kafka = &pod.containers[0];
+    assert_eq!(kafka.image.as_deref(), Some("confluentinc/cp-kafka:latest"));
+    assert_eq!(pod.termination_grace_period_seconds, Some(1200));
+    assert!(
+        pod.tolerations
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|t| t.toleration_seconds == Some(1200))
+    );
+    let res = kafka.resources.as_ref().unwrap();
+    assert_eq!(res.limits.as_ref().unwrap()["cpu"].0, "1");
+    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "1Gi");
+    let env = kafka.env.as_ref().unwrap();
+    let heap = env.iter().find(|e| e.name == "KAFKA_HEAP_OPTS").unwrap();
+    assert_eq!(heap.value.as_deref(), Some("-Xms512m -Xmx512m"));
+    // ZooKeeper mode: no KRaft cluster id, no controllers.
+    assert!(env.iter().all(|e| e.name != "KAFKA_CLUSTER_ID"));
+    // storageClass: emptyDir, sized by diskSpace.
+    let data = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "data")
+        .unwrap();
+    assert_eq!(
+        data.empty_dir
+            .as_ref()
+            .unwrap()
+            .size_limit
+            .as_ref()
+            .unwrap()
+            .0,
+        "50G"
+    );
+    assert!(spec.volume_claim_templates.is_none());
+    // jmxSidecar: false.
+    assert_eq!(pod.containers.len(), 1);
+    let sec = kafka.security_context.as_ref().unwrap();
+    assert_eq!(sec.read_only_root_filesystem, Some(true));
+    assert_eq!(sec.allow_privilege_escalation, Some(false));
+    assert!(kafka.readiness_probe.is_some() && kafka.liveness_probe.is_some());
+    assert!(pod.affinity.as_ref().unwrap().pod_anti_affinity.is_some());
+
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    assert!(
+        statefulsets
+            .get_opt("test-cluster-1-controller")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Services: headless + one per broker, as in the original.
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let mut names: Vec<String> = services
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "test-cluster-1",
+            "test-cluster-1-broker-0",
+            "test-cluster-1-broker-1",
+            "test-cluster-1-broker-2"
+        ]
+    );
+    let headless = services.get("test-cluster-1").await.unwrap();
+    let hs = headless.spec.unwrap();
+    assert_eq!(hs.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(hs.publish_not_ready_addresses, Some(true));
+
+    // Configuration: every option of the original spec is rendered.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm = cms.get("test-cluster-1-config").await.unwrap();
+    let props = &cm.data.as_ref().unwrap()["broker.properties"];
+    for line in [
+        "zookeeper.connect=zk-headless.default.svc.cluster.local",
+        "log.retention.hours=24",
+        "auto.create.topics.enable=false",
+        "compression.type=gzip",
+        "leader.imbalance.per.broker.percentage=10",
+        "leader.imbalance.check.interval.seconds=600",
+        "broker.id=${NODE_ID}",
+    ] {
+        assert!(
+            props.lines().any(|l| l == line),
+            "missing {line} in\n{props}"
+        );
+    }
+    assert!(cm.data.as_ref().unwrap().contains_key("start.sh"));
+
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let pdb = pdbs.get("test-cluster-1").await.unwrap();
+    assert_eq!(
+        pdb.spec.unwrap().max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+
+    // Everything is owned by the KafkaCluster.
+    let uid = kc.metadata.uid.clone().unwrap();
+    for owners in [
+        sts.metadata.owner_references.clone(),
+        cm.metadata.owner_references.clone(),
+        headless.metadata.owner_references.clone(),
+    ] {
+        assert_eq!(owners.unwrap()[0].uid, uid);
+    }
+
+    // Status and events: no pod can run here, so the cluster is still being created; the
+    // unpinned image is worth a warning.
+    let status = kc.status.as_ref().unwrap();
+    assert_eq!(status.phase, Some(Phase::Creating));
+    assert_eq!(status.brokers, 3);
+    assert_eq!(condition(&kc, "Ready").0, "False");
+    assert!(
+        kc.finalizers()
+            .iter()
+            .any(|f| f == "krallistic.github.com/cleanup")
+    );
+    let ev = eventually("events", TIMEOUT, || async {
+        let ev = events(ns).await;
+        (ev.contains("Created") && ev.contains("SpecWarning")).then_some(ev)
+    })
+    .await;
+    assert!(ev.contains("not pinned"), "{ev}");
+
+    // kubectl get kafkacluster prints the columns users expect.
+    let (ok, out, _) = kubectl(&["get", "kafkacluster", "-n", ns], None).await;
+    assert!(ok);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "BROKERS", "READY", "PHASE", "AGE"]);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["test-cluster-1", "3", "0", "Creating"]);
+    // and by its short name.
+    let (ok, _, _) = kubectl(&["get", "kc", "-n", ns], None).await;
+    assert!(ok);
+
+    assert_eq!(operator.failures(), "", "reconcile failures");
+}
+
+#[tokio::test]
+async fn kraft_cluster_scales_up_refuses_to_shrink_and_rerenders_config() {
+    let ns = "kraft-scaling";
+    let client = namespace(ns).await;
+    let operator = Operator::start(ns).await;
+    apply(ns, &example("kraft-cluster.yaml")).await;
+    let kc = reconciled(&client, ns, "kafka").await;
+    let cluster_id = kc.status.as_ref().unwrap().cluster_id.clone().unwrap();
+
+    // KRaft: a controller quorum of 3 and a stable cluster id in every pod.
+    let controllers = statefulset(&client, ns, "kafka-controller").await;
+    assert_eq!(replicas(&controllers), 3);
+    let brokers = statefulset(&client, ns, "kafka").await;
+    let env = brokers
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let id = env.iter().find(|e| e.name == "KAFKA_CLUSTER_ID").unwrap();
+    assert_eq!(id.value.as_deref(), Some(cluster_id.as_str()));
+    let claims = brokers
+        .spec
+        .as_ref()
+        .unwrap()
+        .volume_claim_templates
+        .clone()
+        .unwrap();
+    assert_eq!(
+        claims[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0,
+        "100Gi"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let data = cms.get("kafka-config").await.unwrap().data.unwrap();
+    assert!(
+        data["broker.properties"].contains(
+            "controller.quorum.voters=9000@kafka-controller-0.kafka-controllers.kraft-scaling.svc.cluster.local:9093,"
+        ),
+        "{}",
+        data["broker.properties"]
+    );
+    assert!(data["controller.properties"].contains("process.roles=controller"));
+
+    // Scale up with `kubectl scale` (the scale subresource): the StatefulSet grows and each new
+    // broker gets its Service.
+    let (ok, _, err) = kubectl(
+        &["scale", "-n", ns, "kafkacluster/kafka", "--replicas=5"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let kc = reconciled(&client, ns, "kafka").await;
+    assert_eq!(replicas(&statefulset(&client, ns, "kafka").await), 5);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    assert!(services.get_opt("kafka-broker-4").await.unwrap().is_some());
+    assert_eq!(kc.status.as_ref().unwrap().brokers, 5);
+    // The cluster id never changes.
+    assert_eq!(
+        kc.status.as_ref().unwrap().cluster_id.as_ref(),
+        Some(&cluster_id)
+    );
+
+    // Scale down: the brokers may hold data, so the StatefulSet keeps them and the status says why.
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        "kafka",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"brokerCount": 3}})),
+    )
+    .await
+    .unwrap();
+    let kc = reconciled(&client, ns, "kafka").await;
+    assert_eq!(replicas(&statefulset(&client, ns, "kafka").await), 5);
+    let (status, reason, message) = condition(&kc, "ScaleDownBlocked");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "ScaleDownBlocked")
+    );
+    assert!(message.contains("3, 4"), "{message}");
+    assert_eq!(kc.status.as_ref().unwrap().phase, Some(Phase::Blocked));
+    assert!(services.get_opt("kafka-broker-4").await.unwrap().is_some());
+    eventually("ScaleDownBlocked event", TIMEOUT, || async {
+        events(ns).await.contains("ScaleDownBlocked").then_some(())
+    })
+    .await;
+
+    // A spec change re-renders the configuration and rolls the brokers (new template hash).
+    let hash_before = template_hash(&statefulset(&client, ns, "kafka").await);
+    api.patch(
+        "kafka",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"kafkaOptions": {"logRetentionHours": 72}}})),
+    )
+    .await
+    .unwrap();
+    reconciled(&client, ns, "kafka").await;
+    let data = cms.get("kafka-config").await.unwrap().data.unwrap();
+    assert!(data["broker.properties"].contains("log.retention.hours=72\n"));
+    let hash_after = template_hash(&statefulset(&client, ns, "kafka").await);
+    assert_ne!(hash_before, hash_after);
+    eventually("ConfigurationChanged event", TIMEOUT, || async {
+        events(ns)
+            .await
+            .contains("ConfigurationChanged")
+            .then_some(())
+    })
+    .await;
+
+    // A hand edit of an owned object is undone.
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    statefulsets
+        .patch(
+            "kafka",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the operator to restore the broker replicas",
+        TIMEOUT,
+        || {
+            let statefulsets = statefulsets.clone();
+            async move {
+                let sts = statefulsets.get("kafka").await.ok()?;
+                (replicas(&sts) == 5).then_some(())
+            }
+        },
+    )
+    .await;
+
+    assert_eq!(operator.failures(), "", "reconcile failures");
+}
+
+fn template_hash(sts: &StatefulSet) -> String {
+    sts.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone()
+}
+
+#[tokio::test]
+async fn delete_removes_everything_and_volumes_per_policy() {
+    let ns = "deletion";
+    let client = namespace(ns).await;
+    let operator = Operator::start(ns).await;
+    apply(
+        ns,
+        "apiVersion: krallistic.github.com/v1\nkind: KafkaCluster\nmetadata: {name: doomed}\nspec:\n  brokerCount: 2\n  controllers: {replicas: 1}\n  pvcRetention: {whenDeleted: Delete}\n",
+    )
+    .await;
+    reconciled(&client, ns, "doomed").await;
+    // kube-controller-manager creates the pods and their volume claims (Pending: no kubelet,
+    // no provisioner), as on a real cluster.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    eventually("volume claims of the brokers", TIMEOUT, || {
+        let claims = claims.clone();
+        async move {
+            let list = claims.list(&ListParams::default()).await.ok()?;
+            (list.items.len() >= 3).then_some(())
+        }
+    })
+    .await;
+
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    api.delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the KafkaCluster to be gone", TIMEOUT, || {
+        let api = api.clone();
+        async move { api.get_opt("doomed").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    eventually(
+        "owned objects to be garbage collected",
+        Duration::from_secs(90),
+        || {
+            let (statefulsets, services, cms, claims) = (
+                statefulsets.clone(),
+                services.clone(),
+                cms.clone(),
+                claims.clone(),
+            );
+            async move {
+                let lp = ListParams::default().labels("app.kubernetes.io/instance=doomed");
+                let left = statefulsets.list(&lp).await.ok()?.items.len()
+                    + services.list(&lp).await.ok()?.items.len()
+                    + cms.list(&lp).await.ok()?.items.len()
+                    + claims
+                        .list(&ListParams::default())
+                        .await
+                        .ok()?
+                        .items
+                        .iter()
+                        .filter(|c| c.metadata.deletion_timestamp.is_none())
+                        .count();
+                (left == 0).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(operator.failures(), "", "reconcile failures");
+}
+
+#[tokio::test]
+async fn bad_specs_are_refused_at_apply_time_naming_the_field() {
+    let ns = "bad-specs";
+    namespace(ns).await;
+    let header =
+        "apiVersion: krallistic.github.com/v1\nkind: KafkaCluster\nmetadata: {name: bad}\nspec:\n";
+    // (spec body, text the refusal must contain)
+    let cases: &[(&str, &str)] = &[
+        ("  brokerCount: 0\n", "spec.brokerCount"),
+        ("  topics: [{name: t}]\n", "brokerCount"),
+        (
+            "  brokerCount: 3\n  topics: [{name: orders, partitions: 3, replicationFactor: 4}]\n",
+            "replicationFactor must be at most brokerCount",
+        ),
+        (
+            "  brokerCount: 3\n  topics: [{name: orders, partitions: 0, replicationFactor: 1}]\n",
+            "spec.topics[0].partitions",
+        ),
+        (
+            "  brokerCount: 3\n  topics: [{name: 'no spaces', partitions: 1, replicationFactor: 1}]\n",
+            "spec.topics[0].name",
+        ),
+        (
+            "  brokerCount: 3\n  topics: [{name: a, partitions: 1, replicationFactor: 1}, {name: a, partitions: 2, replicationFactor: 1}]\n",
+            "spec.topics[1]",
+        ),
+        (
+            "  brokerCount: 3\n  resources: {memory: lots}\n",
+            "resources.memory",
+        ),
+        (
+            "  brokerCount: 3\n  resources: {memory: 100Mi}\n",
+            "at least 512Mi",
+        ),
+        (
+            "  brokerCount: 3\n  resources: {diskSpace: 50GB}\n",
+            "resources.diskSpace",
+        ),
+        (
+            "  brokerCount: 3\n  resources: {cpu: '-1'}\n",
+            "resources.cpu",
+        ),
+        (
+            "  brokerCount: 3\n  leaderImbalanceRatio: 0\n",
+            "leaderImbalanceRatio",
+        ),
+        (
+            "  brokerCount: 3\n  leaderImbalanceRatio: 1.5\n",
+            "leaderImbalanceRatio",
+        ),
+        (
+            "  brokerCount: 3\n  leaderImbalanceInterval: 0\n",
+            "spec.leaderImbalanceInterval",
+        ),
+        (
+            "  brokerCount: 3\n  kafkaOptions: {config: {node.id: '7'}}\n",
+            "operator owns",
+        ),
+        (
+            "  brokerCount: 3\n  kafkaOptions: {compressionType: brotli}\n",
+            "spec.kafkaOptions.compressionType",
+        ),
+        (
+            "  brokerCount: 3\n  kafkaOptions: {minInsyncReplicas: 4}\n",
+            "minInsyncReplicas",
+        ),
+        (
+            "  brokerCount: 3\n  controllers: {replicas: 2}\n",
+            "controllers.replicas",
+        ),
+        (
+            "  brokerCount: 3\n  zookeeperConnect: zk:2181\n  controllers: {replicas: 3}\n",
+            "controllers",
+        ),
+        (
+            "  brokerCount: 3\n  storageClass: Not_A_Class\n",
+            "storageClass",
+        ),
+        (
+            "  brokerCount: 3\n  minimumGracePeriod: -5\n",
+            "spec.minimumGracePeriod",
+        ),
+        (
+            "  brokerCount: 3\n  zookeeperConnect: 'zk 2181'\n",
+            "zookeeperConnect",
+        ),
+    ];
+    for (body, expected) in cases {
+        let yaml = format!("{header}{body}");
+        let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(&yaml)).await;
+        assert!(!ok, "accepted a bad spec:\n{yaml}");
+        assert!(
+            err.contains(expected),
+            "refusal of\n{yaml}\ndoes not mention {expected:?}:\n{err}"
+        );
+    }
+
+    // Transition rules: storage class and mode cannot change on an existing cluster.
+    apply(
+        ns,
+        &format!("{header}  brokerCount: 1\n  storageClass: fast\n"),
+    )
+    .await;
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&format!("{header}  brokerCount: 1\n  storageClass: slow\n")),
+    )
+    .await;
+    assert!(
+        !ok && err.contains("storageClass cannot be changed"),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&format!(
+            "{header}  brokerCount: 1\n  storageClass: fast\n  zookeeperConnect: zk:2181\n"
+        )),
+    )
+    .await;
+    assert!(
+        !ok && err.contains("zookeeperConnect cannot be added"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn what_the_schema_cannot_check_is_reported_in_status() {
+    let ns = "invalid-status";
+    let client = namespace(ns).await;
+    let operator = Operator::start(ns).await;
+    apply(
+        ns,
+        "apiVersion: krallistic.github.com/v1\nkind: KafkaCluster\nmetadata: {name: zk4}\nspec:\n  brokerCount: 1\n  zookeeperConnect: zk:2181\n  image: apache/kafka:4.1.1\n",
+    )
+    .await;
+    let kc = reconciled(&client, ns, "zk4").await;
+    assert_eq!(kc.status.as_ref().unwrap().phase, Some(Phase::Blocked));
+    let (status, reason, message) = condition(&kc, "Ready");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(message.contains("no ZooKeeper mode"), "{message}");
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    assert!(statefulsets.get_opt("zk4").await.unwrap().is_none());
+    eventually("InvalidSpec event", TIMEOUT, || async {
+        events(ns).await.contains("InvalidSpec").then_some(())
+    })
+    .await;
+    assert_eq!(operator.failures(), "", "reconcile failures");
+}
+
+#[tokio::test]
+async fn install_manifest_passes_server_side_dry_run() {
+    let manifest = project_root().join("deploy/kafka-operator.yaml");
+    let (ok, out, err) = kubectl(
+        &[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            &manifest.display().to_string(),
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    for kind in [
+        "customresourcedefinition.apiextensions.k8s.io/kafkaclusters.krallistic.github.com",
+        "namespace/kafka-operator",
+        "clusterrole.rbac.authorization.k8s.io/kafka-operator",
+        "deployment.apps/kafka-operator",
+    ] {
+        assert!(out.contains(kind), "{kind} missing from\n{out}");
+    }
+    // The examples are valid too.
+    for file in [
+        "kafka-cluster.yaml",
+        "kraft-cluster.yaml",
+        "zookeeper-cluster.yaml",
+        "manual-zookeeper.yaml",
+    ] {
+        let path = project_root().join("examples").join(file);
+        let (ok, _, err) = kubectl(
+            &[
+                "apply",
+                "--dry-run=server",
+                "-n",
+                "default",
+                "-f",
+                &path.display().to_string(),
+            ],
+            None,
+        )
+        .await;
+        assert!(ok, "{file}: {err}");
+    }
+}

@@ -1,0 +1,184 @@
+//! One local Kubernetes control plane per test binary, shared by its tests (each test works in
+//! a namespace of its own), with the operator's manifests from `deploy/` installed.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kafka_operator::api::KafkaCluster;
+use kafka_operator::controller::{self, Scope};
+use kafka_operator::metrics::Metrics;
+use kafka_operator::testbed::kube::LocalKube;
+use kafka_operator::testbed::process::project_root;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use tokio::task::JoinHandle;
+
+static TESTBED: OnceLock<LocalKube> = OnceLock::new();
+
+/// The shared control plane, started on first use. Its processes belong to a runtime on a
+/// thread of their own, so they outlive each test's runtime; the kernel stops them when the
+/// test binary exits.
+pub fn testbed() -> &'static LocalKube {
+    TESTBED.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("testbed runtime");
+            runtime.block_on(async move {
+                let result = async {
+                    let kube = LocalKube::start().await?;
+                    install_operator_manifests(&kube).await?;
+                    anyhow::Ok(kube)
+                }
+                .await;
+                tx.send(result).expect("testbed channel");
+                // Keep the runtime (and the reaper of the processes) alive.
+                std::future::pending::<()>().await;
+            });
+        });
+        match rx.recv().expect("testbed thread") {
+            Ok(kube) => kube,
+            Err(e) => panic!("starting the Kubernetes testbed: {e:#}"),
+        }
+    })
+}
+
+async fn install_operator_manifests(kube: &LocalKube) -> anyhow::Result<()> {
+    let manifest = project_root().join("deploy/kafka-operator.yaml");
+    let out = kube
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &manifest.display().to_string(),
+        ])
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "kubectl apply deploy/kafka-operator.yaml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kube
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/kafkaclusters.krallistic.github.com",
+        ])
+        .await?;
+    anyhow::ensure!(out.status.success(), "CRD not established");
+    Ok(())
+}
+
+/// A namespace for one test.
+pub async fn namespace(name: &str) -> Client {
+    let client = testbed().admin_client().await.expect("admin client");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    client
+}
+
+/// The operator, running in the test's runtime as the ServiceAccount of `deploy/` (so with
+/// exactly its RBAC), watching one namespace.
+pub struct Operator {
+    pub metrics: Arc<Metrics>,
+    task: JoinHandle<()>,
+}
+
+impl Operator {
+    pub async fn start(namespace: &str) -> Operator {
+        let client = testbed()
+            .service_account_client("kafka-operator", "kafka-operator")
+            .await
+            .expect("operator client");
+        let metrics = Arc::new(Metrics::default());
+        let task = tokio::spawn(controller::run(
+            client,
+            Scope {
+                namespace: Some(namespace.into()),
+            },
+            metrics.clone(),
+        ));
+        Operator { metrics, task }
+    }
+
+    /// Failed reconciles so far, with their error labels (a missing RBAC permission shows here).
+    pub fn failures(&self) -> String {
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("kafka_operator_reconciliation_errors_total{"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// kubectl as admin; returns (success, stdout, stderr).
+pub async fn kubectl(args: &[&str], input: Option<&str>) -> (bool, String, String) {
+    let out = testbed()
+        .kubectl_with_input(args, input)
+        .await
+        .expect("run kubectl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `check` until it returns Some, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until the operator has reconciled the cluster's current generation.
+pub async fn reconciled(client: &Client, namespace: &str, name: &str) -> KafkaCluster {
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), namespace);
+    eventually(
+        &format!("{namespace}/{name} to be reconciled"),
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let kc = api.get(name).await.ok()?;
+                let status = kc.status.as_ref()?;
+                (status.observed_generation == kc.metadata.generation).then_some(kc)
+            }
+        },
+    )
+    .await
+}
