@@ -13,6 +13,9 @@ bin="$cache/k8s/bin"
 stamp="$bin/.version"
 want="kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION"
 mkdir -p "$bin"
+# One build at a time, even when several test binaries start at once.
+exec 9>"$cache/k8s/.lock"
+flock 9
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
   && [[ -x "$bin/kube-apiserver" && -x "$bin/kubectl" && -x "$bin/kube-controller-manager" && -x "$bin/etcd" ]]; then

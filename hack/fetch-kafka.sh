@@ -9,6 +9,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=hack/versions.sh
 source "$root/hack/versions.sh"
 
+mkdir -p "$root/.cache/kafka"
+# One fetch at a time, even when several test binaries start at once.
+exec 9>"$root/.cache/kafka/.lock"
+flock 9
+
 fetch() {
   local version=$1
   local dir="$root/.cache/kafka/$version"

@@ -210,10 +210,11 @@ async fn original_example_produces_the_expected_objects() {
     );
     let ev = eventually("events", TIMEOUT, || async {
         let ev = events(ns).await;
-        (ev.contains("Created") && ev.contains("SpecWarning")).then_some(ev)
+        (ev.contains("Created") && ev.contains("UnpinnedImage")).then_some(ev)
     })
     .await;
     assert!(ev.contains("not pinned"), "{ev}");
+    assert!(ev.contains("ImageMayLackZooKeeper"), "{ev}");
 
     // kubectl get kafkacluster prints the columns users expect.
     let (ok, out, _) = kubectl(&["get", "kafkacluster", "-n", ns], None).await;

@@ -8,7 +8,9 @@ pub mod validate;
 
 pub use spec::*;
 pub use status::*;
-pub use validate::{Cluster, ImageFlavor, Mode, NodeResources, SpecError, Storage, validate};
+pub use validate::{
+    Cluster, ImageFlavor, Mode, NodeResources, SpecError, SpecWarning, Storage, validate,
+};
 
 /// The Kafka version the operator is tested with; its official image is the default.
 /// `hack/versions.sh` pins the same version for the test brokers.

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::status::KafkaClusterStatus;
 
 /// Desired state of a Kafka cluster.
+// The printer columns repeat `type_`, which this lint mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "krallistic.github.com",

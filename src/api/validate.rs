@@ -51,8 +51,8 @@ pub struct Cluster {
     pub rebalance: RebalanceSpec,
     pub pvc_retention: PvcRetention,
     pub broker_service_type: BrokerServiceType,
-    /// Things that work but that an operator should hear about (events, status message).
-    pub warnings: Vec<String>,
+    /// Things that work but that an operator should hear about (as Warning events).
+    pub warnings: Vec<SpecWarning>,
 }
 
 /// How the brokers keep their metadata.
@@ -97,6 +97,14 @@ pub enum Storage {
 pub struct JmxExporter {
     pub image: String,
     pub rules: Option<String>,
+}
+
+/// Something in a spec that works but deserves attention.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpecWarning {
+    /// Event reason, e.g. `UnpinnedImage`.
+    pub reason: &'static str,
+    pub message: String,
 }
 
 /// Why a spec cannot be acted on, with what to change.
@@ -216,9 +224,12 @@ pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
     });
 
     if image.ends_with(":latest") || !image.contains(':') {
-        warnings.push(format!(
-            "image {image} is not pinned to a version: a pod restart can silently change the Kafka version; pin a tag"
-        ));
+        warnings.push(SpecWarning {
+            reason: "UnpinnedImage",
+            message: format!(
+                "image {image} is not pinned to a version: a pod restart can silently change the Kafka version; pin a tag"
+            ),
+        });
     }
 
     Ok(Cluster {
@@ -265,7 +276,7 @@ fn check_image_mode(
     image: &str,
     flavor: ImageFlavor,
     zookeeper: bool,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<SpecWarning>,
 ) -> Result<(), SpecError> {
     let major = image_major_version(image);
     // Kafka 4 dropped ZooKeeper; Confluent Platform 8 ships Kafka 4.
@@ -283,9 +294,12 @@ fn check_image_mode(
         ));
     }
     if zookeeper && major.is_none() && flavor == ImageFlavor::Confluent {
-        warnings.push(format!(
-            "{image}: recent Confluent Platform images (8.x) run Kafka 4 without ZooKeeper support; with zookeeperConnect pin a 7.x tag"
-        ));
+        warnings.push(SpecWarning {
+            reason: "ImageMayLackZooKeeper",
+            message: format!(
+                "{image}: recent Confluent Platform images (8.x) run Kafka 4 without ZooKeeper support; with zookeeperConnect pin a 7.x tag"
+            ),
+        });
     }
     Ok(())
 }

@@ -63,9 +63,9 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
             ctx.event(
                 &kc,
                 EventType::Warning,
-                "SpecWarning",
+                warning.reason,
                 "Validate",
-                warning.clone(),
+                warning.message.clone(),
             )
             .await;
         }
@@ -81,10 +81,13 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
     let existing = statefulsets
         .get_opt(&names::broker_statefulset(&name))
         .await?;
+    // Brokers that may hold data: what the status says the operator runs, or what the
+    // StatefulSet runs, whichever is more; a hand edit of the StatefulSet never shrinks it.
     let current_replicas = existing
         .as_ref()
         .and_then(|s| s.spec.as_ref())
-        .and_then(|s| s.replicas);
+        .and_then(|s| s.replicas)
+        .map(|r| r.max(previous.brokers));
     let (broker_replicas, scale_down_blocked) =
         broker_replicas(current_replicas, cluster.broker_count);
 

@@ -205,7 +205,7 @@ mod tests {
         let a = assess(&observed(3, 3), Some(Phase::Creating));
         assert_eq!(a.phase, Phase::Running);
         assert_eq!(status_of(&a, READY), (true, "AllNodesReady".into()));
-        assert_eq!(status_of(&a, DEGRADED).0, false);
+        assert!(!status_of(&a, DEGRADED).0);
     }
 
     #[test]

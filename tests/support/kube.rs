@@ -102,6 +102,13 @@ pub struct Operator {
 
 impl Operator {
     pub async fn start(namespace: &str) -> Operator {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn,kafka_operator=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let client = testbed()
             .service_account_client("kafka-operator", "kafka-operator")
             .await

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: static checks, unit tests, and the integration tests against a real
+# kube-apiserver and real Kafka brokers (both brought up locally; built or fetched on first use
+# into .cache/).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "testbed: Kubernetes control plane and Kafka jars (cached in .cache/)"
+hack/build-k8s.sh
+hack/fetch-kafka.sh
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "generated files (CRD, install bundle)"
+hack/check-generated.sh
+
+step "tests"
+cargo test --all-targets --locked -- --test-threads="${TEST_THREADS:-4}"
