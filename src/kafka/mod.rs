@@ -1,0 +1,308 @@
+//! The Kafka admin layer: [`KafkaAdmin`] is the only way the rest of the operator touches Kafka.
+//!
+//! The trait is object-safe (`async_trait`), so the controller can hold an
+//! `Arc<dyn KafkaAdmin>` and tests can substitute a fake. The one real implementation,
+//! [`client::KafkaClient`], uses librdkafka (rdkafka) for what it wraps (metadata, topic and
+//! partition creation, describing configs) and `kafka-protocol` messages over a small connection
+//! ([`protocol::Connection`]) for what librdkafka lacks (reassignments, incremental config
+//! changes, leader elections, log dir sizes, cluster description, broker unregistration).
+//!
+//! Every call is bounded by the client's timeout and returns a [`KafkaError`] that says what to
+//! do and whether a retry can help; none panics.
+
+pub mod client;
+pub mod error;
+pub mod protocol;
+pub mod throttle;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+pub use client::{AddressOverride, KafkaClient, KafkaClientConfig};
+pub use error::{KafkaError, Result};
+pub use throttle::Throttle;
+
+/// A Kafka node id (brokers are their pod ordinal).
+pub type BrokerId = i32;
+
+/// A partition of a topic.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A broker as the cluster describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broker {
+    pub id: BrokerId,
+    /// Advertised address (before any address override).
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// One partition: its replicas (in preference order, the first is the preferred leader),
+/// in-sync replicas, leader, and the size of each replica on disk where known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionState {
+    pub partition: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    /// None while the partition has no leader.
+    pub leader: Option<BrokerId>,
+    /// Bytes on disk per replica, from DescribeLogDirs; brokers that did not answer are absent.
+    pub size_bytes: BTreeMap<BrokerId, u64>,
+}
+
+impl PartitionState {
+    /// Whether every replica is in sync.
+    pub fn fully_in_sync(&self) -> bool {
+        self.replicas.iter().all(|r| self.isr.contains(r))
+    }
+
+    /// Largest replica size: what a new replica has to copy.
+    pub fn size(&self) -> u64 {
+        self.size_bytes.values().copied().max().unwrap_or(0)
+    }
+}
+
+/// A topic and its partitions (sorted by partition).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicState {
+    pub name: String,
+    /// Kafka's own topics (`__consumer_offsets`, ...). They hold data too: drains move them.
+    pub internal: bool,
+    pub partitions: Vec<PartitionState>,
+}
+
+impl TopicState {
+    /// Replication factor: the most common replica count (during a reassignment a partition
+    /// briefly has more).
+    pub fn replication_factor(&self) -> i32 {
+        let mut counts = BTreeMap::<usize, usize>::new();
+        for p in &self.partitions {
+            *counts.entry(p.replicas.len()).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(len, n)| (*n, *len))
+            .map(|(len, _)| len as i32)
+            .unwrap_or(0)
+    }
+}
+
+/// A reassignment in progress (KIP-455).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    /// The full replica set during the move (old and new).
+    pub replicas: Vec<BrokerId>,
+    pub adding: Vec<BrokerId>,
+    pub removing: Vec<BrokerId>,
+}
+
+impl OngoingReassignment {
+    /// Replicas after the move completes.
+    pub fn target(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+}
+
+/// What Kafka says about the cluster, at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterSnapshot {
+    pub cluster_id: Option<String>,
+    /// In ZooKeeper mode the controller broker; in KRaft mode the broker requests are forwarded
+    /// through (the KRaft controllers are not brokers).
+    pub controller_id: Option<BrokerId>,
+    /// Live (registered, unfenced) brokers, sorted by id.
+    pub brokers: Vec<Broker>,
+    /// Brokers still registered but fenced (stopped, or not caught up). Listed only by brokers
+    /// that can tell (Kafka 4.0+); empty otherwise.
+    pub fenced_brokers: Vec<BrokerId>,
+    pub topics: BTreeMap<String, TopicState>,
+    pub reassignments: BTreeMap<TopicPartition, OngoingReassignment>,
+}
+
+impl ClusterSnapshot {
+    pub fn broker_ids(&self) -> BTreeSet<BrokerId> {
+        self.brokers.iter().map(|b| b.id).collect()
+    }
+
+    /// Replica lists of every partition.
+    pub fn assignment(&self) -> BTreeMap<TopicPartition, Vec<BrokerId>> {
+        self.partitions()
+            .map(|(tp, p)| (tp, p.replicas.clone()))
+            .collect()
+    }
+
+    /// Every partition with its topic.
+    pub fn partitions(&self) -> impl Iterator<Item = (TopicPartition, &PartitionState)> {
+        self.topics.values().flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (TopicPartition::new(t.name.clone(), p.partition), p))
+        })
+    }
+
+    pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionState> {
+        self.topics
+            .get(&tp.topic)?
+            .partitions
+            .iter()
+            .find(|p| p.partition == tp.partition)
+    }
+
+    /// Partitions whose in-sync replicas are fewer than their replicas.
+    pub fn under_replicated(&self) -> Vec<TopicPartition> {
+        self.partitions()
+            .filter(|(_, p)| !p.fully_in_sync())
+            .map(|(tp, _)| tp)
+            .collect()
+    }
+
+    /// Number of partitions each broker leads.
+    pub fn leader_counts(&self) -> BTreeMap<BrokerId, usize> {
+        let mut counts: BTreeMap<BrokerId, usize> =
+            self.brokers.iter().map(|b| (b.id, 0)).collect();
+        for (_, p) in self.partitions() {
+            if let Some(l) = p.leader {
+                *counts.entry(l).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// A topic to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub config: BTreeMap<String, String>,
+}
+
+/// What a config change does to one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String),
+    /// Back to the default (removes the dynamic/topic override).
+    Delete,
+}
+
+/// Whose configuration to read or change.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConfigResource {
+    Topic(String),
+    /// One broker's dynamic configuration.
+    Broker(BrokerId),
+    /// The cluster-wide dynamic broker default.
+    BrokerDefault,
+}
+
+impl fmt::Display for ConfigResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigResource::Topic(t) => write!(f, "topic {t}"),
+            ConfigResource::Broker(b) => write!(f, "broker {b}"),
+            ConfigResource::BrokerDefault => write!(f, "the cluster-wide broker default"),
+        }
+    }
+}
+
+/// One configuration entry as Kafka describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigValue {
+    /// None for sensitive values.
+    pub value: Option<String>,
+    /// Whether the value is Kafka's default (not set on the topic/broker or in the cluster).
+    pub is_default: bool,
+}
+
+/// Outcome of a preferred leader election.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElectionOutcome {
+    /// Partitions whose leader moved to the preferred replica.
+    pub elected: Vec<TopicPartition>,
+    /// Partitions already led by their preferred replica.
+    pub not_needed: usize,
+    /// Partitions where the election failed, with why (e.g. the preferred replica is out of sync).
+    pub failed: Vec<(TopicPartition, String)>,
+}
+
+/// The operator's access to Kafka. See the module documentation.
+#[async_trait::async_trait]
+pub trait KafkaAdmin: Send + Sync {
+    /// Brokers with racks, every partition's replicas/ISR/leader, replica sizes on disk and the
+    /// reassignments in progress.
+    async fn snapshot(&self) -> Result<ClusterSnapshot>;
+
+    /// Configuration entries of topics or brokers, by resource.
+    async fn describe_configs(
+        &self,
+        resources: &[ConfigResource],
+    ) -> Result<BTreeMap<ConfigResource, BTreeMap<String, ConfigValue>>>;
+
+    /// Creates topics. A topic that already exists is not an error (creation is idempotent).
+    async fn create_topics(&self, topics: &[NewTopic]) -> Result<()>;
+
+    /// Grows a topic to `total` partitions (Kafka cannot shrink them).
+    async fn create_partitions(&self, topic: &str, total: i32) -> Result<()>;
+
+    /// Changes configuration keys incrementally; keys not named keep their values.
+    async fn alter_configs(
+        &self,
+        resource: &ConfigResource,
+        changes: &BTreeMap<String, ConfigOp>,
+    ) -> Result<()>;
+
+    /// Starts moving partitions to the given replica lists (first = preferred leader).
+    async fn alter_reassignments(
+        &self,
+        targets: &BTreeMap<TopicPartition, Vec<BrokerId>>,
+    ) -> Result<()>;
+
+    /// Reassignments in progress.
+    async fn list_reassignments(&self) -> Result<BTreeMap<TopicPartition, OngoingReassignment>>;
+
+    /// Cancels reassignments: the partitions return to their original replicas. Partitions with
+    /// no reassignment in progress are ignored.
+    async fn cancel_reassignments(&self, partitions: &[TopicPartition]) -> Result<()>;
+
+    /// Sets a reassignment throttle (broker rates and topic replica lists).
+    async fn set_throttle(&self, throttle: &Throttle) -> Result<()>;
+
+    /// Removes throttles from these brokers and topics.
+    async fn clear_throttle(&self, brokers: &[BrokerId], topics: &[String]) -> Result<()>;
+
+    /// Moves leadership to the preferred (first) replica; all partitions when `partitions` is
+    /// None.
+    async fn elect_preferred_leaders(
+        &self,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<ElectionOutcome>;
+
+    /// Removes a broker's registration from the KRaft metadata (after it was drained and
+    /// stopped). Fails with [`KafkaError::Unsupported`] in ZooKeeper mode.
+    async fn unregister_broker(&self, broker: BrokerId) -> Result<()>;
+}

@@ -1,0 +1,442 @@
+//! Topic reconciliation: `spec.topics` -> Kafka.
+//!
+//! [`plan_topics`] is a pure diff of the spec against what Kafka reports; [`reconcile_topics`]
+//! carries out the cheap changes (create, grow partitions, topic configs) and reports each
+//! topic's state for the status. Replication factor changes move data, so they are only
+//! emitted here ([`TopicAction::ChangeReplicationFactor`]) and carried out by the operations
+//! layer with the planner. Topics the spec no longer names are left alone: deleting data because
+//! a line disappeared from a manifest is not a risk worth taking.
+
+use std::collections::BTreeMap;
+
+use crate::api::{TopicSpec, TopicStatus};
+use crate::kafka::{
+    ClusterSnapshot, ConfigOp, ConfigResource, ConfigValue, KafkaAdmin, KafkaError, NewTopic,
+};
+
+pub const STATE_READY: &str = "Ready";
+pub const STATE_CREATING: &str = "Creating";
+pub const STATE_REASSIGNING: &str = "Reassigning";
+pub const STATE_ERROR: &str = "Error";
+
+/// One change (or refusal) for one topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicAction {
+    Create(NewTopic),
+    GrowPartitions {
+        topic: String,
+        from: i32,
+        to: i32,
+    },
+    /// Set these keys (only keys the spec names; others keep their values).
+    AlterConfig {
+        topic: String,
+        set: BTreeMap<String, String>,
+    },
+    /// Carried out by partition reassignment, outside this module.
+    ChangeReplicationFactor {
+        topic: String,
+        from: i32,
+        to: i32,
+    },
+    /// The spec asks for fewer partitions than the topic has, which Kafka cannot do.
+    RefuseShrink {
+        topic: String,
+        current: i32,
+        requested: i32,
+    },
+}
+
+impl TopicAction {
+    pub fn topic(&self) -> &str {
+        match self {
+            TopicAction::Create(t) => &t.name,
+            TopicAction::GrowPartitions { topic, .. }
+            | TopicAction::AlterConfig { topic, .. }
+            | TopicAction::ChangeReplicationFactor { topic, .. }
+            | TopicAction::RefuseShrink { topic, .. } => topic,
+        }
+    }
+
+    /// What to tell the user about this action, for actions that need telling.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            TopicAction::RefuseShrink {
+                topic,
+                current,
+                requested,
+            } => Some(format!(
+                "topic {topic} has {current} partitions, the spec asks for {requested}: Kafka \
+                 cannot remove partitions; raise the spec back to {current} or recreate the topic"
+            )),
+            TopicAction::ChangeReplicationFactor { topic, from, to } => Some(format!(
+                "replication factor of topic {topic} changes from {from} to {to} by partition \
+                 reassignment"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The changes that bring Kafka's topics to the spec. Pure.
+///
+/// `configs` holds the current configuration of the spec's topics that exist (topics missing
+/// from it are treated as having no value for any key). Topics with a reassignment in progress
+/// get no replication factor change (their replica counts are in flux); topics not in the spec
+/// get nothing.
+pub fn plan_topics(
+    spec: &[TopicSpec],
+    snapshot: &ClusterSnapshot,
+    configs: &BTreeMap<String, BTreeMap<String, ConfigValue>>,
+) -> Vec<TopicAction> {
+    let mut actions = Vec::new();
+    for want in spec {
+        let Some(have) = snapshot.topics.get(&want.name) else {
+            actions.push(TopicAction::Create(NewTopic {
+                name: want.name.clone(),
+                partitions: want.partitions,
+                replication_factor: want.replication_factor,
+                config: want.config.clone(),
+            }));
+            continue;
+        };
+        let current = have.partitions.len() as i32;
+        if want.partitions > current {
+            actions.push(TopicAction::GrowPartitions {
+                topic: want.name.clone(),
+                from: current,
+                to: want.partitions,
+            });
+        } else if want.partitions < current {
+            actions.push(TopicAction::RefuseShrink {
+                topic: want.name.clone(),
+                current,
+                requested: want.partitions,
+            });
+        }
+        let empty = BTreeMap::new();
+        let current_config = configs.get(&want.name).unwrap_or(&empty);
+        let set: BTreeMap<String, String> = want
+            .config
+            .iter()
+            .filter(|(k, v)| {
+                current_config.get(*k).and_then(|c| c.value.as_deref()) != Some(v.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !set.is_empty() {
+            actions.push(TopicAction::AlterConfig {
+                topic: want.name.clone(),
+                set,
+            });
+        }
+        let reassigning = snapshot
+            .reassignments
+            .keys()
+            .any(|tp| tp.topic == want.name);
+        let rf = have.replication_factor();
+        if !reassigning && rf != want.replication_factor {
+            actions.push(TopicAction::ChangeReplicationFactor {
+                topic: want.name.clone(),
+                from: rf,
+                to: want.replication_factor,
+            });
+        }
+    }
+    actions
+}
+
+/// Brings the spec's topics about (create, grow, configs) and returns each topic's status.
+///
+/// Fails as a whole only when Kafka cannot be asked (unreachable, timeout): then nothing is
+/// known and the controller backs off. A change Kafka refuses for one topic (a bad config
+/// value, a replication factor above the broker count) becomes that topic's `Error` state with
+/// Kafka's reason, and the other topics go on.
+pub async fn reconcile_topics(
+    admin: &dyn KafkaAdmin,
+    spec: &[TopicSpec],
+) -> Result<Vec<TopicStatus>, KafkaError> {
+    if spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    let snapshot = admin.snapshot().await?;
+    let existing: Vec<ConfigResource> = spec
+        .iter()
+        .filter(|t| snapshot.topics.contains_key(&t.name))
+        .map(|t| ConfigResource::Topic(t.name.clone()))
+        .collect();
+    let configs = if existing.is_empty() {
+        BTreeMap::new()
+    } else {
+        admin
+            .describe_configs(&existing)
+            .await?
+            .into_iter()
+            .filter_map(|(r, c)| match r {
+                ConfigResource::Topic(t) => Some((t, c)),
+                _ => None,
+            })
+            .collect()
+    };
+    let actions = plan_topics(spec, &snapshot, &configs);
+
+    let mut outcome: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
+    let mut fail = |topic: &str, e: KafkaError| -> Result<(), KafkaError> {
+        if matches!(
+            e,
+            KafkaError::Unreachable { .. } | KafkaError::Timeout { .. }
+        ) {
+            return Err(e);
+        }
+        outcome.insert(topic.to_string(), (STATE_ERROR.into(), Some(e.to_string())));
+        Ok(())
+    };
+    let creates: Vec<NewTopic> = actions
+        .iter()
+        .filter_map(|a| match a {
+            TopicAction::Create(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    // One topic at a time: a refused topic must not hide whether the others were created.
+    for t in &creates {
+        if let Err(e) = admin.create_topics(std::slice::from_ref(t)).await {
+            fail(&t.name, e)?;
+        }
+    }
+    for action in &actions {
+        let result = match action {
+            TopicAction::GrowPartitions { topic, to, .. } => {
+                admin.create_partitions(topic, *to).await
+            }
+            TopicAction::AlterConfig { topic, set } => {
+                let changes = set
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ConfigOp::Set(v.clone())))
+                    .collect();
+                admin
+                    .alter_configs(&ConfigResource::Topic(topic.clone()), &changes)
+                    .await
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            fail(action.topic(), e)?;
+        }
+    }
+
+    let statuses = spec
+        .iter()
+        .map(|want| {
+            let mine: Vec<&TopicAction> =
+                actions.iter().filter(|a| a.topic() == want.name).collect();
+            let have = snapshot.topics.get(&want.name);
+            let (mut partitions, replication_factor) = match have {
+                Some(t) => (t.partitions.len() as i32, t.replication_factor()),
+                None => (want.partitions, want.replication_factor),
+            };
+            let (state, message) = if let Some((state, message)) = outcome.get(&want.name) {
+                (state.clone(), message.clone())
+            } else if let Some(refusal) = mine
+                .iter()
+                .find(|a| matches!(a, TopicAction::RefuseShrink { .. }))
+            {
+                (STATE_ERROR.to_string(), refusal.message())
+            } else if mine.iter().any(|a| matches!(a, TopicAction::Create(_))) {
+                (STATE_CREATING.to_string(), None)
+            } else if let Some(rf) = mine
+                .iter()
+                .find(|a| matches!(a, TopicAction::ChangeReplicationFactor { .. }))
+            {
+                (STATE_REASSIGNING.to_string(), rf.message())
+            } else if snapshot
+                .reassignments
+                .keys()
+                .any(|tp| tp.topic == want.name)
+            {
+                (
+                    STATE_REASSIGNING.to_string(),
+                    Some(format!("partitions of topic {} are being moved", want.name)),
+                )
+            } else {
+                (STATE_READY.to_string(), None)
+            };
+            if state != STATE_ERROR
+                && mine
+                    .iter()
+                    .any(|a| matches!(a, TopicAction::GrowPartitions { .. }))
+            {
+                partitions = want.partitions;
+            }
+            TopicStatus {
+                name: want.name.clone(),
+                state,
+                partitions,
+                replication_factor,
+                message,
+            }
+        })
+        .collect();
+    Ok(statuses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::{OngoingReassignment, PartitionState, TopicPartition, TopicState};
+
+    fn spec(name: &str, partitions: i32, rf: i32, config: &[(&str, &str)]) -> TopicSpec {
+        TopicSpec {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn topic(name: &str, partitions: i32, rf: i32) -> TopicState {
+        TopicState {
+            name: name.into(),
+            internal: false,
+            partitions: (0..partitions)
+                .map(|p| PartitionState {
+                    partition: p,
+                    replicas: (0..rf).collect(),
+                    isr: (0..rf).collect(),
+                    leader: Some(0),
+                    ..PartitionState::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn snapshot(topics: Vec<TopicState>) -> ClusterSnapshot {
+        ClusterSnapshot {
+            topics: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            ..ClusterSnapshot::default()
+        }
+    }
+
+    fn configs(
+        topic: &str,
+        kv: &[(&str, &str)],
+    ) -> BTreeMap<String, BTreeMap<String, ConfigValue>> {
+        BTreeMap::from([(
+            topic.to_string(),
+            kv.iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        ConfigValue {
+                            value: Some(v.to_string()),
+                            is_default: false,
+                        },
+                    )
+                })
+                .collect(),
+        )])
+    }
+
+    #[test]
+    fn missing_topics_are_created_with_their_config() {
+        let actions = plan_topics(
+            &[spec("a", 3, 2, &[("retention.ms", "1000")])],
+            &snapshot(vec![]),
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            actions,
+            vec![TopicAction::Create(NewTopic {
+                name: "a".into(),
+                partitions: 3,
+                replication_factor: 2,
+                config: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            })]
+        );
+    }
+
+    #[test]
+    fn topics_in_shape_need_nothing() {
+        let actions = plan_topics(
+            &[spec("a", 3, 2, &[("retention.ms", "1000")])],
+            &snapshot(vec![topic("a", 3, 2), topic("unmanaged", 1, 1)]),
+            &configs(
+                "a",
+                &[("retention.ms", "1000"), ("cleanup.policy", "delete")],
+            ),
+        );
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    #[test]
+    fn partitions_grow_and_configs_change_incrementally() {
+        let actions = plan_topics(
+            &[spec(
+                "a",
+                6,
+                2,
+                &[("retention.ms", "2000"), ("cleanup.policy", "delete")],
+            )],
+            &snapshot(vec![topic("a", 3, 2)]),
+            &configs(
+                "a",
+                &[("retention.ms", "1000"), ("cleanup.policy", "delete")],
+            ),
+        );
+        assert_eq!(
+            actions,
+            vec![
+                TopicAction::GrowPartitions {
+                    topic: "a".into(),
+                    from: 3,
+                    to: 6
+                },
+                TopicAction::AlterConfig {
+                    topic: "a".into(),
+                    set: BTreeMap::from([("retention.ms".into(), "2000".into())]),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn shrinking_is_refused_with_what_to_do() {
+        let actions = plan_topics(
+            &[spec("X", 3, 1, &[])],
+            &snapshot(vec![topic("X", 6, 1)]),
+            &BTreeMap::new(),
+        );
+        assert_eq!(actions.len(), 1);
+        assert_eq!(
+            actions[0].message().unwrap(),
+            "topic X has 6 partitions, the spec asks for 3: Kafka cannot remove partitions; \
+             raise the spec back to 6 or recreate the topic"
+        );
+    }
+
+    #[test]
+    fn replication_factor_changes_are_emitted_unless_moving() {
+        let s = [spec("a", 2, 3, &[])];
+        let mut snap = snapshot(vec![topic("a", 2, 1)]);
+        assert_eq!(
+            plan_topics(&s, &snap, &BTreeMap::new()),
+            vec![TopicAction::ChangeReplicationFactor {
+                topic: "a".into(),
+                from: 1,
+                to: 3
+            }]
+        );
+        snap.reassignments.insert(
+            TopicPartition::new("a", 0),
+            OngoingReassignment {
+                replicas: vec![0, 1],
+                adding: vec![1],
+                removing: vec![],
+            },
+        );
+        assert!(plan_topics(&s, &snap, &BTreeMap::new()).is_empty());
+    }
+}
