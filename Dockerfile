@@ -6,6 +6,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 RUN cargo build --release --locked --bin kafka-operator \
  && strip target/release/kafka-operator
 

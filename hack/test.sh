@@ -22,4 +22,4 @@ step "generated files (CRD, install bundle)"
 hack/check-generated.sh
 
 step "tests"
-cargo test --all-targets --locked -- --test-threads="${TEST_THREADS:-4}"
+cargo test --locked -- --test-threads="${TEST_THREADS:-4}"

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use kube::Api;
 
 use crate::api::KafkaCluster;
-use crate::controller::{self, Scope};
+use crate::controller::{self, Settings};
 use crate::metrics::Metrics;
 use crate::testbed::kube::LocalKube;
 use crate::testbed::process::project_root;
@@ -71,7 +71,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         .service_account_client("kafka-operator", "kafka-operator")
         .await?;
     let metrics = Arc::new(Metrics::default());
-    let operator = tokio::spawn(controller::run(client, Scope::default(), metrics));
+    let operator = tokio::spawn(controller::run(client, Settings::default(), metrics));
 
     eprintln!("$ kubectl apply -f examples/kafka-cluster.yaml");
     eprint!(

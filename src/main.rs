@@ -1,4 +1,4 @@
-//! The `kafka-operator` binary: the operator, its CRD, and the offline planner.
+//! The `kafka-operator` binary: the operator, its CRD, and the offline reassignment planner.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use kube::CustomResourceExt;
 use tracing_subscriber::EnvFilter;
 
 use kafka_operator::api::KafkaCluster;
-use kafka_operator::controller::{self, Scope};
+use kafka_operator::controller::{self, Settings};
 use kafka_operator::metrics::{self, Metrics};
 
 #[derive(Parser)]
@@ -29,6 +29,9 @@ enum Command {
     Run(RunArgs),
     /// Print the KafkaCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Propose a partition reassignment for a broker or replication-factor change (offline:
+    /// reads files, prints Kafka reassignment JSON on stdout and a summary on stderr).
+    Plan(kafka_operator::planner::cli::PlanArgs),
 }
 
 #[derive(clap::Args)]
@@ -45,6 +48,14 @@ struct RunArgs {
     /// In local mode: exit after showing what was reconciled.
     #[arg(long)]
     once: bool,
+    /// Reach a cluster's Kafka at these addresses instead of its pods' DNS names:
+    /// `namespace/name=host:port[,host:port]` (repeatable). For an operator running outside the
+    /// Kubernetes network.
+    #[arg(long = "kafka-bootstrap", value_parser = controller::kafka::parse_bootstrap_override)]
+    kafka_bootstrap: Vec<(String, Vec<String>)>,
+    /// Seconds every Kafka admin call may take.
+    #[arg(long, default_value_t = 30)]
+    kafka_timeout: u64,
 }
 
 #[tokio::main]
@@ -62,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => run(args).await,
+        Command::Plan(args) => kafka_operator::planner::cli::run(&args),
     }
 }
 
@@ -72,14 +84,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
-    controller::run(
-        client,
-        Scope {
-            namespace: args.namespace,
-        },
-        metrics,
-    )
-    .await;
+    let settings = Settings {
+        namespace: args.namespace,
+        kafka_bootstrap: args.kafka_bootstrap.into_iter().collect(),
+        kafka_timeout: std::time::Duration::from_secs(args.kafka_timeout),
+    };
+    controller::run(client, settings, metrics).await;
     server.abort();
     Ok(())
 }

@@ -105,18 +105,31 @@ pub struct Operation {
     pub bytes_total: i64,
     #[serde(default)]
     pub bytes_moved: i64,
-    /// Partition moves submitted to Kafka and not yet verified complete, as `topic/partition`.
+    /// Partition moves submitted to Kafka and not yet seen complete everywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub in_flight: Vec<String>,
+    pub in_flight: Vec<PartitionMove>,
     /// Brokers a replication throttle was set on, so it is cleared even after a restart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub throttled_brokers: Vec<i32>,
+    /// Topics whose throttled replica lists were set, likewise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttled_topics: Vec<String>,
     /// When the operation started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     /// Why the operation is waiting, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+}
+
+/// A partition on its way to new replicas.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionMove {
+    pub topic: String,
+    pub partition: i32,
+    /// The replicas it moves to (the first is the preferred leader).
+    pub target: Vec<i32>,
 }
 
 #[derive(

@@ -3,10 +3,11 @@
 
 mod apply;
 pub mod error;
+pub mod kafka;
 pub mod reconcile;
 pub mod status;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,18 +28,20 @@ use crate::metrics::Metrics;
 use crate::resources::names::{FIELD_MANAGER, FINALIZER, LABEL_MANAGED_BY};
 
 pub use error::{Error, Result};
+pub use kafka::KafkaConnector;
 
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub kafka: KafkaConnector,
     /// Consecutive failures per cluster, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<KafkaCluster>, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Context {
+    pub fn new(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Context {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -47,28 +50,45 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            kafka: KafkaConnector::new(settings.kafka_bootstrap.clone(), settings.kafka_timeout),
             failures: Mutex::new(HashMap::new()),
         }
     }
 }
 
-/// Where the controller watches.
-#[derive(Clone, Debug, Default)]
-pub struct Scope {
-    /// One namespace, or all of them.
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch one namespace, or all of them.
     pub namespace: Option<String>,
+    /// Bootstrap addresses by `namespace/name`, for clusters not reached through their pods'
+    /// DNS names.
+    pub kafka_bootstrap: BTreeMap<String, Vec<String>>,
+    /// Bound of every Kafka admin call.
+    pub kafka_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            namespace: None,
+            kafka_bootstrap: BTreeMap::new(),
+            kafka_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Runs the controller until SIGTERM / Ctrl-C.
-pub async fn run(client: Client, scope: Scope, metrics: Arc<Metrics>) {
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone()));
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
+    let scope = settings.clone();
+    let ctx = Arc::new(Context::new(client.clone(), &settings, metrics.clone()));
     let clusters: Api<KafkaCluster> = match &scope.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     // Owned objects are watched only where the operator put its label, to keep caches small.
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
-    fn api<K>(client: &Client, scope: &Scope) -> Api<K>
+    fn api<K>(client: &Client, scope: &Settings) -> Api<K>
     where
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
     {

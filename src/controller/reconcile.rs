@@ -1,10 +1,11 @@
 //! One reconcile of one KafkaCluster: validate -> build -> apply -> status.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -13,7 +14,9 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy};
-use crate::resources::names::{self, LABEL_COMPONENT, LABEL_INSTANCE, Role};
+use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
+use crate::operations::topics::{STATE_ERROR, STATE_READY, reconcile_topics};
+use crate::resources::names::{self, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, Role};
 use crate::resources::services::BROKER_SERVICE_COMPONENT;
 use crate::resources::statefulset::CONFIG_HASH_ANNOTATION;
 use crate::resources::{self, BuildInputs};
@@ -27,6 +30,8 @@ use super::status::{self, Observed};
 const RESYNC: Duration = Duration::from_secs(300);
 /// How often a cluster that is changing is looked at.
 const PROGRESS: Duration = Duration::from_secs(10);
+/// How often a running operation (partitions moving) is advanced.
+const OPERATION_POLL: Duration = Duration::from_secs(2);
 
 /// Brings the cluster's objects in line with its spec and reports what it saw.
 pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Action> {
@@ -81,15 +86,82 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
     let existing = statefulsets
         .get_opt(&names::broker_statefulset(&name))
         .await?;
-    // Brokers that may hold data: what the status says the operator runs, or what the
-    // StatefulSet runs, whichever is more; a hand edit of the StatefulSet never shrinks it.
-    let current_replicas = existing
+    let ready_now = existing
         .as_ref()
-        .and_then(|s| s.spec.as_ref())
-        .and_then(|s| s.replicas)
-        .map(|r| r.max(previous.brokers));
-    let (broker_replicas, scale_down_blocked) =
-        broker_replicas(current_replicas, cluster.broker_count);
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    // Kafka is only asked once some broker is ready; before that nothing answers.
+    let admin = if ready_now > 0 {
+        match ctx.kafka.admin(&cluster) {
+            Ok(admin) => Some(admin),
+            Err(e) => {
+                warn!(%namespace, %name, "no Kafka admin client: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    // Scaling: what the broker StatefulSet may run now, and the operation in progress.
+    let input = ScaleInput {
+        desired: cluster.broker_count,
+        // Brokers that may hold data: what the status says the operator runs, or what the
+        // StatefulSet runs, whichever is more; a hand edit of the StatefulSet never shrinks it.
+        running: existing
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.replicas)
+            .map(|r| r.max(previous.brokers)),
+        ready_brokers: ready_now,
+        broker_pods: broker_pod_ordinals(ctx, &cluster).await?,
+        operation: previous.operation.clone(),
+        rebalance: cluster.rebalance.clone(),
+        kraft: cluster.is_kraft(),
+        delete_drained_volumes: cluster.pvc_retention.when_scaled == RetentionPolicy::Delete,
+        now: Timestamp::now().to_string(),
+    };
+    let mut kafka_problem = None;
+    let outcome = match scale::advance(admin.as_deref(), &input).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Kafka trouble changes nothing: the brokers stay as they are, the operation waits.
+            warn!(%namespace, %name, "scaling waits for Kafka: {e}");
+            kafka_problem = Some(e.to_string());
+            ScaleOutcome {
+                broker_replicas: input.running.unwrap_or(cluster.broker_count),
+                operation: previous.operation.clone(),
+                blocked: (cluster.broker_count < input.running.unwrap_or(0)
+                    && previous.operation.is_none())
+                .then(|| format!("brokerCount lowered to {}: waiting for Kafka to check and start the drain: {e}", cluster.broker_count)),
+                busy: true,
+                ..Default::default()
+            }
+        }
+    };
+    for n in &outcome.notices {
+        let kind = if n.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(&kc, kind, n.reason, "Scale", n.message.clone())
+            .await;
+    }
+    if let Some(op) = &outcome.operation
+        && previous.operation.as_ref() != Some(op)
+    {
+        info!(%namespace, %name, "{}", status::operation_summary(op));
+    }
+    let broker_replicas = outcome.broker_replicas;
+    // The operation is recorded before the StatefulSet acts on it, so a restart resumes it.
+    if outcome.operation != previous.operation {
+        status.operation = outcome.operation.clone();
+        status.brokers = status.brokers.max(broker_replicas);
+        patch_status(ctx, &namespace, &name, &status).await?;
+    }
+    status.operation = outcome.operation.clone();
 
     let objects = resources::build(
         &cluster,
@@ -110,6 +182,20 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         applied.push(apply(&ctx.client, sts).await?);
     }
     remove_services_of_removed_brokers(ctx, &cluster, broker_replicas).await?;
+    delete_volumes(ctx, &cluster, &outcome.delete_volumes_of).await?;
+
+    // Topics, once Kafka answers and no broker is leaving.
+    if let Some(admin) = admin.as_deref()
+        && outcome.operation.is_none()
+    {
+        match reconcile_topics(admin, &cluster.topics).await {
+            Ok(topics) => status.topics = topics,
+            Err(e) => {
+                warn!(%namespace, %name, "topics: {e}");
+                kafka_problem.get_or_insert(e.to_string());
+            }
+        }
+    }
 
     let broker_sts = applied
         .iter()
@@ -129,8 +215,10 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         desired_controllers: cluster.controller_count(),
         ready_controllers: ready(controller_sts),
         rolled_out: applied.iter().all(rolled_out),
-        scale_down_blocked: scale_down_blocked.clone(),
+        scale_down_blocked: outcome.blocked.clone(),
         invalid_spec: None,
+        operation: outcome.operation.clone(),
+        kafka_problem,
     };
 
     announce_changes(
@@ -149,8 +237,14 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         &name,
         Role::Broker,
     )));
+    let topics_settling = status
+        .topics
+        .iter()
+        .any(|t| t.state != STATE_READY && t.state != STATE_ERROR);
     let phase = finish_status(&kc, ctx, status, &observed).await?;
-    Ok(Action::requeue(if phase == Phase::Running {
+    Ok(Action::requeue(if outcome.operation.is_some() {
+        OPERATION_POLL
+    } else if phase == Phase::Running && !outcome.busy && !topics_settling {
         RESYNC
     } else {
         PROGRESS
@@ -162,6 +256,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
 pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Action> {
     let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
     let name = kc.name_any();
+    ctx.kafka.forget(&namespace, &name);
     let policy = kc.spec.pvc_retention.when_deleted;
     if policy == RetentionPolicy::Delete {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -193,26 +288,6 @@ pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Act
     Ok(Action::await_change())
 }
 
-/// Broker replicas to run now, and why a lower `brokerCount` is not acted on yet.
-///
-/// Removing a broker that may hold partition replicas loses data, so a lower broker count only
-/// takes effect through the drain operation, which moves the replicas away first.
-pub fn broker_replicas(current: Option<i32>, desired: i32) -> (i32, Option<String>) {
-    match current {
-        Some(current) if desired < current => {
-            let leaving: Vec<String> = (desired..current).map(|i| i.to_string()).collect();
-            (
-                current,
-                Some(format!(
-                    "brokerCount lowered from {current} to {desired}: broker(s) {} may hold partition replicas and are kept until their partitions have been moved away",
-                    leaving.join(", ")
-                )),
-            )
-        }
-        _ => (desired, None),
-    }
-}
-
 /// Whether a StatefulSet runs its current template on every pod.
 fn rolled_out(sts: &StatefulSet) -> bool {
     let Some(status) = &sts.status else {
@@ -222,6 +297,33 @@ fn rolled_out(sts: &StatefulSet) -> bool {
     status.observed_generation >= sts.metadata.generation
         && status.current_revision == status.update_revision
         && status.updated_replicas.unwrap_or(0) >= replicas
+}
+
+/// Ordinals of the broker pods that exist.
+async fn broker_pod_ordinals(ctx: &Context, cluster: &Cluster) -> Result<BTreeSet<i32>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let selector = names::selector_string(&names::selector_labels(&cluster.name, Role::Broker));
+    Ok(pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .iter()
+        .filter_map(|p| p.name_any().rsplit('-').next()?.parse().ok())
+        .collect())
+}
+
+/// Deletes the volumes of drained and removed brokers.
+async fn delete_volumes(ctx: &Context, cluster: &Cluster, ordinals: &[i32]) -> Result<()> {
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    for ordinal in ordinals {
+        let name = names::data_pvc(&cluster.name, Role::Broker, *ordinal);
+        match claims.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => info!(claim = %name, "deleted the volume of a drained broker"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Deletes the per-broker Services of brokers the StatefulSet no longer runs.
@@ -268,28 +370,15 @@ async fn announce_changes(
             .and_then(|m| m.annotations.as_ref())
             .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
     };
-    match (replicas(before), replicas(after)) {
-        (None, Some(n)) => {
-            ctx.event(
-                kc,
-                EventType::Normal,
-                "Created",
-                "Create",
-                format!("created the cluster's objects with {n} broker(s)"),
-            )
-            .await
-        }
-        (Some(a), Some(b)) if b > a => {
-            ctx.event(
-                kc,
-                EventType::Normal,
-                "ScalingUp",
-                "Scale",
-                format!("adding brokers: {a} -> {b}"),
-            )
-            .await
-        }
-        _ => {}
+    if let (None, Some(n)) = (replicas(before), replicas(after)) {
+        ctx.event(
+            kc,
+            EventType::Normal,
+            "Created",
+            "Create",
+            format!("created the cluster's objects with {n} broker(s)"),
+        )
+        .await
     }
     if before.is_some() && hash(before) != hash(after) {
         ctx.event(
@@ -342,6 +431,8 @@ async fn finish_status(
     Ok(assessment.phase)
 }
 
+/// Writes the status with server-side apply, so fields the operator no longer sets (a finished
+/// operation, an empty list) are removed rather than left behind as a merge patch would.
 async fn patch_status(
     ctx: &Context,
     namespace: &str,
@@ -349,9 +440,17 @@ async fn patch_status(
     status: &KafkaClusterStatus,
 ) -> Result<()> {
     let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    let patch = serde_json::json!({
+        "apiVersion": KafkaCluster::api_version(&()),
+        "kind": KafkaCluster::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }
 
@@ -400,22 +499,6 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scale_up_and_first_creation_take_the_spec() {
-        assert_eq!(broker_replicas(None, 3), (3, None));
-        assert_eq!(broker_replicas(Some(3), 5), (5, None));
-        assert_eq!(broker_replicas(Some(3), 3), (3, None));
-    }
-
-    #[test]
-    fn scale_down_keeps_the_brokers_and_says_why() {
-        let (replicas, why) = broker_replicas(Some(5), 3);
-        assert_eq!(replicas, 5);
-        let why = why.unwrap();
-        assert!(why.contains("from 5 to 3"), "{why}");
-        assert!(why.contains("3, 4"), "{why}");
-    }
 
     #[test]
     fn cluster_ids_look_like_kafkas() {

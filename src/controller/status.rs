@@ -3,7 +3,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::Phase;
+use crate::api::{Operation, OperationKind, Phase};
+use crate::operations::scale::step;
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
@@ -26,6 +27,44 @@ pub struct Observed {
     pub scale_down_blocked: Option<String>,
     /// Why the spec cannot be acted on, when it cannot.
     pub invalid_spec: Option<String>,
+    /// The long-running operation in progress.
+    pub operation: Option<Operation>,
+    /// Why Kafka could not be asked or changed in this reconcile, when it could not.
+    pub kafka_problem: Option<String>,
+}
+
+/// Phase of a cluster while an operation runs.
+fn operation_phase(op: &Operation) -> Phase {
+    match op.kind {
+        OperationKind::ScaleDown => Phase::Draining,
+        OperationKind::ScaleUp if op.step == step::WAITING_FOR_BROKERS => Phase::ScalingUp,
+        OperationKind::ScaleUp | OperationKind::ReplicationFactorChange => Phase::Rebalancing,
+    }
+}
+
+/// One line on where an operation stands.
+pub fn operation_summary(op: &Operation) -> String {
+    let what = match op.kind {
+        OperationKind::ScaleDown => format!(
+            "draining broker(s) {} to scale to {}",
+            op.leaving_brokers
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            op.target_brokers
+        ),
+        OperationKind::ScaleUp => format!("scaling up to {} brokers", op.target_brokers),
+        OperationKind::ReplicationFactorChange => "changing replication factors".to_string(),
+    };
+    let mut line = format!(
+        "{what}: step {}, {}/{} partitions and {}/{} bytes moved",
+        op.step, op.partitions_moved, op.partitions_total, op.bytes_moved, op.bytes_total
+    );
+    if let Some(waiting) = &op.waiting_for {
+        line.push_str(&format!("; waiting for {waiting}"));
+    }
+    line
 }
 
 /// Phase and conditions for the status.
@@ -80,7 +119,9 @@ pub fn assess(observed: &Observed, previous: Option<Phase>) -> Assessment {
                 && o.broker_replicas == o.desired_brokers);
     let never_ready = matches!(previous, None | Some(Phase::Creating));
 
-    let phase = if o.scale_down_blocked.is_some() {
+    let phase = if let Some(op) = &o.operation {
+        operation_phase(op)
+    } else if o.scale_down_blocked.is_some() {
         Phase::Blocked
     } else if all_ready {
         Phase::Running
@@ -110,9 +151,16 @@ pub fn assess(observed: &Observed, previous: Option<Phase>) -> Assessment {
     } else {
         condition(READY, false, "NodesNotReady", readiness.clone())
     }];
-    conditions.push(match phase {
-        Phase::Creating => condition(RECONCILING, true, "Creating", readiness.clone()),
-        Phase::ScalingUp => condition(RECONCILING, true, "ScalingUp", readiness.clone()),
+    conditions.push(match (&o.operation, phase) {
+        (Some(op), _) => condition(RECONCILING, true, &op.step, operation_summary(op)),
+        (None, _) if o.kafka_problem.is_some() => condition(
+            RECONCILING,
+            true,
+            "WaitingForKafka",
+            o.kafka_problem.clone().unwrap_or_default(),
+        ),
+        (None, Phase::Creating) => condition(RECONCILING, true, "Creating", readiness.clone()),
+        (None, Phase::ScalingUp) => condition(RECONCILING, true, "ScalingUp", readiness.clone()),
         _ if !o.rolled_out => condition(
             RECONCILING,
             true,

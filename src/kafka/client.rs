@@ -136,6 +136,67 @@ impl KafkaClient {
         })
     }
 
+    /// DescribeConfigs of resources librdkafka accepts in one request.
+    async fn describe_config_batch(
+        &self,
+        resources: &[ConfigResource],
+    ) -> Result<BTreeMap<ConfigResource, BTreeMap<String, ConfigValue>>> {
+        self.bounded("DescribeConfigs", async {
+            let mut specifiers = Vec::new();
+            for r in resources {
+                specifiers.push(match r {
+                    ConfigResource::Topic(t) => ResourceSpecifier::Topic(t),
+                    ConfigResource::Broker(b) => ResourceSpecifier::Broker(*b),
+                    ConfigResource::BrokerDefault => {
+                        return Err(KafkaError::Unsupported(
+                            "describing the cluster-wide broker default is not supported; \
+                             describe a broker instead"
+                                .into(),
+                        ));
+                    }
+                });
+            }
+            let results = self
+                .admin
+                .describe_configs(&specifiers, &self.admin_options())
+                .await
+                .map_err(|e| self.rd_error("DescribeConfigs", e))?;
+            let mut out = BTreeMap::new();
+            for (resource, result) in resources.iter().zip(results) {
+                let subject = resource.to_string();
+                let described = result.map_err(|code| match (resource, code) {
+                    (ConfigResource::Topic(t), RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                        KafkaError::UnknownTopic { topic: t.clone() }
+                    }
+                    _ => self.rd_code("DescribeConfigs", code, Some(&subject)),
+                })?;
+                // librdkafka reports a topic that does not exist as one with no entries; every
+                // real topic has entries (its defaults at least).
+                if let ConfigResource::Topic(t) = resource {
+                    if described.entries.is_empty() {
+                        return Err(KafkaError::UnknownTopic { topic: t.clone() });
+                    }
+                }
+                let entries = described
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        (
+                            e.name,
+                            ConfigValue {
+                                value: e.value,
+                                is_default: e.is_default,
+                            },
+                        )
+                    })
+                    .collect();
+                out.insert(resource.clone(), entries);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     pub fn config(&self) -> &KafkaClientConfig {
         &self.config
     }
@@ -655,60 +716,21 @@ impl KafkaAdmin for KafkaClient {
         &self,
         resources: &[ConfigResource],
     ) -> Result<BTreeMap<ConfigResource, BTreeMap<String, ConfigValue>>> {
-        self.bounded("DescribeConfigs", async {
-            let mut specifiers = Vec::new();
-            for r in resources {
-                specifiers.push(match r {
-                    ConfigResource::Topic(t) => ResourceSpecifier::Topic(t),
-                    ConfigResource::Broker(b) => ResourceSpecifier::Broker(*b),
-                    ConfigResource::BrokerDefault => {
-                        return Err(KafkaError::Unsupported(
-                            "describing the cluster-wide broker default is not supported; \
-                             describe a broker instead"
-                                .into(),
-                        ));
-                    }
-                });
-            }
-            let results = self
-                .admin
-                .describe_configs(&specifiers, &self.admin_options())
-                .await
-                .map_err(|e| self.rd_error("DescribeConfigs", e))?;
-            let mut out = BTreeMap::new();
-            for (resource, result) in resources.iter().zip(results) {
-                let subject = resource.to_string();
-                let described = result.map_err(|code| match (resource, code) {
-                    (ConfigResource::Topic(t), RDKafkaErrorCode::UnknownTopicOrPartition) => {
-                        KafkaError::UnknownTopic { topic: t.clone() }
-                    }
-                    _ => self.rd_code("DescribeConfigs", code, Some(&subject)),
-                })?;
-                // librdkafka reports a topic that does not exist as one with no entries; every
-                // real topic has entries (its defaults at least).
-                if let ConfigResource::Topic(t) = resource {
-                    if described.entries.is_empty() {
-                        return Err(KafkaError::UnknownTopic { topic: t.clone() });
-                    }
-                }
-                let entries = described
-                    .entries
-                    .into_iter()
-                    .map(|e| {
-                        (
-                            e.name,
-                            ConfigValue {
-                                value: e.value,
-                                is_default: e.is_default,
-                            },
-                        )
-                    })
-                    .collect();
-                out.insert(resource.clone(), entries);
-            }
-            Ok(out)
-        })
-        .await
+        // librdkafka takes at most one broker resource per request (a broker's configuration is
+        // answered by that broker): topics go together, each broker on its own.
+        let (brokers, topics): (Vec<ConfigResource>, Vec<ConfigResource>) = resources
+            .iter()
+            .cloned()
+            .partition(|r| matches!(r, ConfigResource::Broker(_)));
+        let mut batches: Vec<Vec<ConfigResource>> = brokers.into_iter().map(|b| vec![b]).collect();
+        if !topics.is_empty() {
+            batches.push(topics);
+        }
+        let mut out = BTreeMap::new();
+        for batch in batches {
+            out.extend(self.describe_config_batch(&batch).await?);
+        }
+        Ok(out)
     }
 
     async fn create_topics(&self, topics: &[NewTopic]) -> Result<()> {

@@ -514,6 +514,28 @@ impl LocalKafka {
         bail!(last)
     }
 
+    /// Ids of the brokers whose process runs.
+    pub fn running_broker_ids(&self) -> BTreeSet<i32> {
+        self.running_brokers()
+    }
+
+    /// Deletes a stopped broker's data, as losing its volume would.
+    pub fn wipe_broker(&mut self, id: i32) -> anyhow::Result<()> {
+        if self.running_brokers().contains(&id) {
+            bail!("broker {id} is running; stop it before wiping its data");
+        }
+        let dir = self.node_dir(Role::Broker, id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether broker `id` ran here before (so it restarts with its data).
+    pub fn has_run(&self, id: i32) -> bool {
+        self.node_dir(Role::Broker, id).exists()
+    }
+
     fn running_brokers(&self) -> BTreeSet<i32> {
         self.nodes
             .iter()

@@ -3,4 +3,5 @@
 
 pub mod kafka;
 pub mod kube;
+pub mod kubelet;
 pub mod process;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kafka_operator::api::KafkaCluster;
-use kafka_operator::controller::{self, Scope};
+use kafka_operator::controller::{self, Settings};
 use kafka_operator::metrics::Metrics;
 use kafka_operator::testbed::kube::LocalKube;
 use kafka_operator::testbed::process::project_root;
@@ -102,6 +102,15 @@ pub struct Operator {
 
 impl Operator {
     pub async fn start(namespace: &str) -> Operator {
+        Self::start_with(Settings {
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The operator with these settings (e.g. a Kafka bootstrap override for local brokers).
+    pub async fn start_with(settings: Settings) -> Operator {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -114,13 +123,7 @@ impl Operator {
             .await
             .expect("operator client");
         let metrics = Arc::new(Metrics::default());
-        let task = tokio::spawn(controller::run(
-            client,
-            Scope {
-                namespace: Some(namespace.into()),
-            },
-            metrics.clone(),
-        ));
+        let task = tokio::spawn(controller::run(client, settings, metrics.clone()));
         Operator { metrics, task }
     }
 

@@ -1,0 +1,601 @@
+//! End to end: the operator manages a KafkaCluster on a real kube-apiserver (with
+//! kube-controller-manager) while its pods run as real Kafka brokers on loopback
+//! ([`LocalKubelet`]), configured by the operator's own rendering. The operator reaches them
+//! through a bootstrap override (`--kafka-bootstrap namespace/name=...`).
+//!
+//! One cluster serves all scenarios, in order (each JVM cluster is heavy on two cores):
+//! drain 4 -> 3, refuse 3 -> 2 (a topic has RF 3), grow 3 -> 4 with rebalance, drain with the
+//! operator killed at several points, drain with a broker down.
+
+#[path = "support/kafka_support.rs"]
+mod kafka_support;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+
+use kafka_operator::api::{KafkaCluster, OperationKind, Phase};
+use kafka_operator::controller::Settings;
+use kafka_operator::kafka::throttle::LEADER_RATE;
+use kafka_operator::kafka::{ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaClient, NewTopic};
+use kafka_operator::operations::scale::step;
+use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
+use kafka_operator::testbed::kubelet::LocalKubelet;
+
+use kafka_support::{Scenarios, assert_same_messages, consume_all, produce, wait_for};
+use support::kube::{Operator, kubectl, namespace};
+
+const NS: &str = "e2e-scale";
+const NAME: &str = "kafka";
+const LONG: Duration = Duration::from_secs(240);
+
+/// The cluster: the same spec goes to the API server and configures the local brokers.
+const SPEC: &str = "brokerCount: 4
+controllers: {replicas: 3}
+storageClass: emptyDir
+resources: {memory: 1Gi}
+rebalance: {throttleBytesPerSecond: 400000, maxMovesPerBroker: 4}
+topics:
+  - {name: orders, partitions: 12, replicationFactor: 2}
+  - {name: events, partitions: 6, replicationFactor: 2}
+kafkaOptions:
+  config:
+    group.initial.rebalance.delay.ms: '0'
+    offsets.topic.num.partitions: '5'
+    transaction.state.log.num.partitions: '5'
+    num.network.threads: '2'
+    num.io.threads: '2'
+";
+
+struct Bed {
+    client: Client,
+    kubelet: LocalKubelet,
+    bootstrap: Vec<String>,
+    admin: KafkaClient,
+    operator: Option<Operator>,
+    /// Messages acknowledged with acks=all, by topic.
+    sent: BTreeMap<&'static str, HashSet<Vec<u8>>>,
+}
+
+impl Bed {
+    async fn start_operator(&mut self) {
+        self.operator = None;
+        self.operator = Some(
+            Operator::start_with(Settings {
+                namespace: Some(NS.into()),
+                kafka_bootstrap: BTreeMap::from([(format!("{NS}/{NAME}"), self.bootstrap.clone())]),
+                kafka_timeout: Duration::from_secs(20),
+            })
+            .await,
+        );
+    }
+
+    fn stop_operator(&mut self) {
+        self.operator = None;
+    }
+
+    fn clusters(&self) -> Api<KafkaCluster> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    async fn kc(&self) -> anyhow::Result<KafkaCluster> {
+        Ok(self.clusters().get(NAME).await?)
+    }
+
+    async fn set_brokers(&self, n: i32) -> anyhow::Result<()> {
+        self.clusters()
+            .patch(
+                NAME,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"brokerCount": n}})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn sts_replicas(&self) -> anyhow::Result<i32> {
+        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), NS);
+        Ok(api
+            .get(NAME)
+            .await?
+            .spec
+            .and_then(|s| s.replicas)
+            .unwrap_or(0))
+    }
+
+    /// Waits until no operation runs, the spec's broker count is what runs, and all is ready.
+    async fn settled(&self, brokers: i32) -> anyhow::Result<KafkaCluster> {
+        let result = wait_for(
+            &format!("the cluster to settle at {brokers} brokers"),
+            LONG,
+            || async {
+                let kc = self.kc().await?;
+                let st = kc.status.clone().unwrap_or_default();
+                let done = st.operation.is_none()
+                    && st.phase == Some(Phase::Running)
+                    && st.brokers == brokers
+                    && st.ready_brokers == brokers
+                    && st.observed_generation == kc.metadata.generation;
+                Ok(done.then_some(kc))
+            },
+        )
+        .await;
+        if result.is_err() {
+            let status = self.kc().await.ok().and_then(|kc| kc.status);
+            eprintln!(
+                "status at timeout: {}",
+                serde_json::to_string_pretty(&status).unwrap_or_default()
+            );
+            eprintln!("events:\n{}", self.events().await);
+        }
+        result
+    }
+
+    async fn events(&self) -> String {
+        let (_, out, _) = kubectl(
+            &[
+                "get",
+                "events",
+                "-n",
+                NS,
+                "-o",
+                "custom-columns=REASON:.reason,MESSAGE:.message",
+            ],
+            None,
+        )
+        .await;
+        out
+    }
+
+    /// Every message ever acknowledged is still there, each once.
+    async fn all_messages_readable(&self) -> anyhow::Result<()> {
+        let bootstrap = self.bootstrap.join(",");
+        for (topic, sent) in &self.sent {
+            let partitions = self
+                .admin
+                .snapshot()
+                .await?
+                .topics
+                .get(*topic)
+                .map(|t| t.partitions.len() as i32)
+                .context("topic missing")?;
+            let got = consume_all(&bootstrap, topic, partitions, sent.len(), LONG).await?;
+            assert_same_messages(sent, &got).with_context(|| format!("topic {topic}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Watches the invariants while partitions move: the StatefulSet never runs fewer brokers than
+/// hold data, and no partition is ever moved to two different places.
+struct Watchdog {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Watchdog {
+    fn start(client: Client, admin: Arc<KafkaClient>) -> Watchdog {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut violations = Vec::new();
+            let mut targets: BTreeMap<String, BTreeSet<Vec<i32>>> = BTreeMap::new();
+            let sts: Api<StatefulSet> = Api::namespaced(client, NS);
+            while !flag.load(Ordering::Relaxed) {
+                let replicas = match sts.get(NAME).await {
+                    Ok(s) => s.spec.and_then(|s| s.replicas).unwrap_or(0),
+                    Err(_) => continue,
+                };
+                if let Ok(snap) = admin.snapshot().await {
+                    for (tp, p) in snap.partitions() {
+                        if let Some(b) = p.replicas.iter().find(|b| **b >= replicas) {
+                            violations.push(format!(
+                                "StatefulSet runs {replicas} brokers while {tp} has a replica on broker {b}"
+                            ));
+                        }
+                    }
+                    for (tp, r) in &snap.reassignments {
+                        let mut target = r.target();
+                        target.sort_unstable();
+                        targets.entry(tp.to_string()).or_default().insert(target);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            for (tp, t) in targets {
+                if t.len() > 1 {
+                    violations.push(format!(
+                        "{tp} was moved to {} different replica sets: {t:?}",
+                        t.len()
+                    ));
+                }
+            }
+            violations
+        });
+        Watchdog { stop, task }
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let violations = self.task.await?;
+        ensure!(
+            violations.is_empty(),
+            "invariants broken:\n{}",
+            violations.join("\n")
+        );
+        Ok(())
+    }
+}
+
+fn replica_counts(snap: &ClusterSnapshot) -> BTreeMap<i32, usize> {
+    let mut counts: BTreeMap<i32, usize> = snap.brokers.iter().map(|b| (b.id, 0)).collect();
+    for (_, p) in snap.partitions() {
+        for r in &p.replicas {
+            *counts.entry(*r).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// After a drain of broker `gone`: nothing on it, all in sync, it is unregistered, no
+/// throttle is left, and the StatefulSet runs the rest.
+async fn check_drained(bed: &Bed, gone: i32) -> anyhow::Result<()> {
+    let snap = bed.admin.snapshot().await?;
+    for (tp, p) in snap.partitions() {
+        ensure!(
+            !p.replicas.contains(&gone),
+            "{tp} still has a replica on broker {gone}"
+        );
+        ensure!(
+            p.fully_in_sync(),
+            "{tp} is not fully in sync: {:?} of {:?}",
+            p.isr,
+            p.replicas
+        );
+    }
+    ensure!(
+        !snap.broker_ids().contains(&gone),
+        "broker {gone} is still live"
+    );
+    ensure!(
+        !snap.fenced_brokers.contains(&gone),
+        "broker {gone} is still registered (fenced): not unregistered"
+    );
+    let resources: Vec<ConfigResource> = snap
+        .broker_ids()
+        .into_iter()
+        .map(ConfigResource::Broker)
+        .collect();
+    for (r, c) in bed.admin.describe_configs(&resources).await? {
+        let rate = c.get(LEADER_RATE).and_then(|v| v.value.clone());
+        ensure!(
+            c.get(LEADER_RATE).is_none_or(|v| v.is_default),
+            "{r} still has a replication throttle: {rate:?}"
+        );
+    }
+    ensure!(
+        bed.sts_replicas().await? == gone,
+        "StatefulSet not shrunk to {gone}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn scaling_moves_data_and_never_loses_it() {
+    let client = namespace(NS).await;
+    let yaml = format!(
+        "apiVersion: krallistic.github.com/v1\nkind: KafkaCluster\nmetadata: {{name: {NAME}}}\nspec:\n{}",
+        indent(SPEC)
+    );
+    let (ok, _, err) = kubectl(&["apply", "-n", NS, "-f", "-"], Some(&yaml)).await;
+    assert!(ok, "{err}");
+
+    // The brokers: configured by the operator's rendering of this very spec.
+    let options = LocalKafkaOptions::from_yaml(SPEC).expect("spec");
+    let kafka = LocalKafka::start(options).await.expect("local Kafka");
+    let bootstrap = kafka.bootstrap_list();
+    let admin = kafka.admin().expect("admin");
+    let kubelet = LocalKubelet::start(client.clone(), NS, NAME, kafka);
+    let mut bed = Bed {
+        client: client.clone(),
+        kubelet,
+        bootstrap,
+        admin,
+        operator: None,
+        sent: BTreeMap::new(),
+    };
+    bed.start_operator().await;
+
+    let mut scenarios = Scenarios::new();
+    scenarios
+        .run(
+            "cluster comes up, topics created, data produced",
+            Box::pin(async {
+                bed.settled(4).await?;
+                wait_for("the spec's topics to be Ready", LONG, || async {
+                    let topics = bed.kc().await?.status.unwrap_or_default().topics;
+                    Ok(
+                        (topics.len() == 2 && topics.iter().all(|t| t.state == "Ready"))
+                            .then_some(()),
+                    )
+                })
+                .await?;
+                // A topic the operator does not manage holds data too: drains move it as well.
+                bed.admin
+                    .create_topics(&[NewTopic {
+                        name: "audit".into(),
+                        partitions: 4,
+                        replication_factor: 3,
+                        config: BTreeMap::new(),
+                    }])
+                    .await?;
+                let bootstrap = bed.bootstrap.join(",");
+                bed.sent.insert(
+                    "orders",
+                    produce(&bootstrap, "orders", 0..40_000, 200).await?,
+                );
+                bed.sent.insert(
+                    "events",
+                    produce(&bootstrap, "events", 0..10_000, 300).await?,
+                );
+                bed.sent
+                    .insert("audit", produce(&bootstrap, "audit", 0..5_000, 300).await?);
+                Ok(())
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
+            "scale 4 -> 3 drains broker 3, then removes it",
+            Box::pin(async {
+                let before = bed.admin.snapshot().await?;
+                let on_leaving = replica_counts(&before).get(&3).copied().unwrap_or(0);
+                ensure!(
+                    on_leaving > 0,
+                    "broker 3 holds nothing: the test needs data on it"
+                );
+                let watchdog = Watchdog::start(
+                    bed.client.clone(),
+                    Arc::new(bed.kubelet.kafka().lock().await.admin()?),
+                );
+                bed.set_brokers(3).await?;
+                // The drain shows in the status while it runs.
+                wait_for("the drain to show in the status", LONG, || async {
+                    let st = bed.kc().await?.status.unwrap_or_default();
+                    Ok(st
+                        .operation
+                        .filter(|o| {
+                            o.kind == OperationKind::ScaleDown && o.leaving_brokers == vec![3]
+                        })
+                        .map(|_| ()))
+                })
+                .await?;
+                bed.settled(3).await?;
+                watchdog.finish().await?;
+                check_drained(&bed, 3).await?;
+                // Exactly the replicas of broker 3 moved.
+                let after = bed.admin.snapshot().await?;
+                let moved = moved_replicas(&before, &after);
+                ensure!(
+                    moved == on_leaving,
+                    "moved {moved} replicas, broker 3 held {on_leaving}"
+                );
+                let ev = bed.events().await;
+                for reason in ["DrainStarted", "DrainVerified", "ScaledDown"] {
+                    ensure!(ev.contains(reason), "no {reason} event in\n{ev}");
+                }
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
+            "scale below the largest replication factor is refused",
+            Box::pin(async {
+                bed.set_brokers(2).await?;
+                let message = wait_for("ScaleDownBlocked", LONG, || async {
+                    let kc = bed.kc().await?;
+                    let st = kc.status.unwrap_or_default();
+                    if st.observed_generation != kc.metadata.generation {
+                        return Ok(None);
+                    }
+                    Ok(st
+                        .conditions
+                        .iter()
+                        .find(|c| c.type_ == "ScaleDownBlocked" && c.status == "True")
+                        .map(|c| c.message.clone()))
+                })
+                .await?;
+                // Topics the operator does not manage (and Kafka's own) count too.
+                ensure!(message.contains("replication factor 3"), "{message}");
+                ensure!(
+                    message.contains("audit") || message.contains("__consumer_offsets"),
+                    "{message}"
+                );
+                ensure!(
+                    bed.kc().await?.status.unwrap().phase == Some(Phase::Blocked),
+                    "phase"
+                );
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                ensure!(bed.sts_replicas().await? == 3, "the StatefulSet changed");
+                let ev = bed.events().await;
+                ensure!(ev.contains("ScaleDownBlocked"), "no event in\n{ev}");
+                bed.set_brokers(3).await?;
+                bed.settled(3).await.map(|_| ())
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
+            "scale 3 -> 4 with rebalance gives broker 3 its share",
+            Box::pin(async {
+                bed.set_brokers(4).await?;
+                bed.settled(4).await?;
+                let snap = bed.admin.snapshot().await?;
+                let counts = replica_counts(&snap);
+                let (min, max) = (
+                    counts.values().min().copied().unwrap_or(0),
+                    counts.values().max().copied().unwrap_or(0),
+                );
+                ensure!(
+                    max - min <= 1,
+                    "replicas per broker not balanced: {counts:?}"
+                );
+                let leaders = snap.leader_counts();
+                let (lmin, lmax) = (
+                    leaders.values().min().copied().unwrap_or(0),
+                    leaders.values().max().copied().unwrap_or(0),
+                );
+                ensure!(
+                    lmax - lmin <= 1,
+                    "leaders per broker not balanced: {leaders:?}"
+                );
+                let ev = bed.events().await;
+                ensure!(ev.contains("Rebalanced"), "no Rebalanced event in\n{ev}");
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
+            "operator killed at 5 points of a drain resumes and loses nothing",
+            Box::pin(async {
+                let before = bed.admin.snapshot().await?;
+                let on_leaving = replica_counts(&before).get(&3).copied().unwrap_or(0);
+                let watchdog = Watchdog::start(
+                    bed.client.clone(),
+                    Arc::new(bed.kubelet.kafka().lock().await.admin()?),
+                );
+                bed.set_brokers(3).await?;
+                wait_for("the drain to start", LONG, || async {
+                    let st = bed.kc().await?.status.unwrap_or_default();
+                    Ok(st
+                        .operation
+                        .filter(|o| o.kind == OperationKind::ScaleDown)
+                        .map(|_| ()))
+                })
+                .await?;
+                let kill_points: [(&str, KillPoint); 5] = [
+                    ("recorded", |o| {
+                        o.step == step::THROTTLING || o.step == step::MOVING
+                    }),
+                    ("first moves submitted", |o| !o.in_flight.is_empty()),
+                    ("a third moved", |o| {
+                        o.partitions_moved * 3 >= o.partitions_total && o.partitions_moved > 0
+                    }),
+                    ("two thirds moved", |o| {
+                        o.partitions_moved * 3 >= o.partitions_total * 2
+                    }),
+                    ("verifying or later", |o| {
+                        o.step != step::THROTTLING && o.step != step::MOVING
+                    }),
+                ];
+                let mut killed = Vec::new();
+                for (name, reached) in kill_points {
+                    let point = wait_for(&format!("kill point {name}"), LONG, || async {
+                        let st = bed.kc().await?.status.unwrap_or_default();
+                        Ok(match st.operation {
+                            Some(op) if reached(&op) => Some(Some(op.step.clone())),
+                            Some(_) => None,
+                            // Done before this point: nothing left to interrupt.
+                            None => Some(None),
+                        })
+                    })
+                    .await?;
+                    let Some(at) = point else { break };
+                    bed.stop_operator();
+                    killed.push(format!("{name} ({at})"));
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    bed.start_operator().await;
+                }
+                ensure!(
+                    killed.len() >= 3,
+                    "the drain finished before enough kill points: {killed:?}"
+                );
+                eprintln!("operator killed at: {killed:?}");
+                bed.settled(3).await?;
+                watchdog.finish().await?;
+                check_drained(&bed, 3).await?;
+                let after = bed.admin.snapshot().await?;
+                let moved = moved_replicas(&before, &after);
+                ensure!(
+                    moved == on_leaving,
+                    "moved {moved} replicas, broker 3 held {on_leaving}"
+                );
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
+            "a broker down during a drain: the operator waits, then finishes",
+            Box::pin(async {
+                bed.set_brokers(4).await?;
+                bed.settled(4).await?;
+                bed.set_brokers(3).await?;
+                wait_for("moves to start", LONG, || async {
+                    let st = bed.kc().await?.status.unwrap_or_default();
+                    Ok(st.operation.filter(|o| !o.in_flight.is_empty()).map(|_| ()))
+                })
+                .await?;
+                bed.kubelet.hold_down(1).await?;
+                let waiting = wait_for("the operator to wait for broker 1", LONG, || async {
+                    let st = bed.kc().await?.status.unwrap_or_default();
+                    Ok(st
+                        .operation
+                        .and_then(|o| o.waiting_for)
+                        .filter(|w| w.contains('1')))
+                })
+                .await?;
+                eprintln!("operator waits: {waiting}");
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(8) {
+                    ensure!(
+                        bed.sts_replicas().await? == 4,
+                        "the StatefulSet shrank while broker 1 was down"
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                bed.kubelet.release(1).await;
+                bed.settled(3).await?;
+                check_drained(&bed, 3).await?;
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
+    bed.stop_operator();
+    scenarios.finish();
+}
+
+/// Whether a drain has reached a point where the operator is killed.
+type KillPoint = fn(&kafka_operator::api::Operation) -> bool;
+
+/// Replicas in `after` that their broker did not hold in `before`.
+fn moved_replicas(before: &ClusterSnapshot, after: &ClusterSnapshot) -> usize {
+    let old = before.assignment();
+    after
+        .assignment()
+        .iter()
+        .map(|(tp, replicas)| {
+            let was = old.get(tp).cloned().unwrap_or_default();
+            replicas.iter().filter(|r| !was.contains(r)).count()
+        })
+        .sum()
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}
