@@ -9,8 +9,9 @@
 //! move complete (which also clears the throttles). Between the two, the partitions are moved
 //! back so both start from the same assignment.
 //!
-//! `cargo bench --bench drain`; `DRAIN_MB` (default 48) sets the data on the drained broker,
-//! `DRAIN_RATE` (bytes/s, default 4000000) the throttle.
+//! Run twice: with a throttle that binds, and with one that does not (then the machine sets the
+//! pace). `cargo bench --bench drain`; `DRAIN_MB` (default 48) sets the data on the drained
+//! broker, `DRAIN_RATE` (bytes/s, default 4000000) the binding throttle.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -61,7 +62,88 @@ async fn main() -> anyhow::Result<()> {
         .count();
     let original = initial.assignment();
 
-    // Ours.
+    // The plan both use: what our planner proposes for the original state.
+    let current: Vec<PartitionAssignment> = original
+        .iter()
+        .map(|(tp, r)| PartitionAssignment {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            replicas: r.clone(),
+        })
+        .collect();
+    let plan = planner::plan(&PlanRequest {
+        current: current.clone(),
+        brokers: (0..BROKERS - 1).map(planner::Broker::new).collect(),
+        ..Default::default()
+    })?;
+    let dir = tempfile::tempdir()?;
+    let plan_file = dir.path().join("plan.json");
+    std::fs::write(&plan_file, planner::json::reassignment_json(&plan.target))?;
+
+    // The throttle's own limit: every broker copies at most `rate` bytes/s out (as a leader)
+    // and in (as a new follower), so the busiest broker sets the pace.
+    let mut out_bytes: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut in_bytes: BTreeMap<i32, u64> = BTreeMap::new();
+    for m in planner::moves(&current, &plan.target) {
+        let tp = kafka_operator::kafka::TopicPartition::new(m.topic.clone(), m.partition);
+        let Some(p) = initial.partition(&tp) else {
+            continue;
+        };
+        let leader = p.leader.unwrap_or(m.current[0]);
+        for added in m.added() {
+            *out_bytes.entry(leader).or_default() += p.size();
+            *in_bytes.entry(added).or_default() += p.size();
+        }
+    }
+    let busiest = out_bytes
+        .values()
+        .chain(in_bytes.values())
+        .copied()
+        .max()
+        .unwrap_or(0);
+
+    println!(
+        "drain of broker {LEAVING}: {partitions_on_leaving} partitions, {:.1} MiB on it; the busiest broker copies {:.1} MiB",
+        on_leaving as f64 / 1048576.0,
+        busiest as f64 / 1048576.0
+    );
+    println!(
+        "  {:<22} {:>9} {:>9} {:>7} {:>15}",
+        "throttle", "ours", "theirs", "ratio", "throttle limit"
+    );
+    for rate in [rate, UNTHROTTLED] {
+        let ours = drain_ours(&admin, rate).await?;
+        restore(&admin, &original).await?;
+        let theirs = drain_theirs(&admin, &bootstrap, &plan_file, rate).await?;
+        restore(&admin, &original).await?;
+        let label = if rate == UNTHROTTLED {
+            "none (1 GB/s)".to_string()
+        } else {
+            format!("{:.1} MB/s", rate as f64 / 1e6)
+        };
+        println!(
+            "  {label:<22} {:>8.1}s {:>8.1}s {:>7.2} {:>14.1}s",
+            ours.as_secs_f64(),
+            theirs.as_secs_f64(),
+            ours.as_secs_f64() / theirs.as_secs_f64(),
+            busiest as f64 / rate as f64
+        );
+    }
+    println!(
+        "  ours: the operator's steps, to \"drain verified\", next round at once after a status change, else after 2 s"
+    );
+    println!(
+        "  theirs: kafka-reassign-partitions --execute --throttle, then --verify every 2 s until complete"
+    );
+    kafka.shutdown().await;
+    Ok(())
+}
+
+/// A throttle so high it never binds.
+const UNTHROTTLED: u64 = 1_000_000_000;
+
+/// The operator's drain of broker 3, to "verified" (the step before the StatefulSet shrinks).
+async fn drain_ours(admin: &dyn KafkaAdmin, rate: u64) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     let mut input = ScaleInput {
         desired: BROKERS - 1,
@@ -78,54 +160,48 @@ async fn main() -> anyhow::Result<()> {
         now: "2026-01-01T00:00:00Z".into(),
     };
     loop {
-        let outcome = scale::advance(Some(&admin), &input).await?;
+        let outcome = scale::advance(Some(admin), &input).await?;
         let op = outcome
             .operation
             .context("the drain ended before it was verified")?;
         if op.step == step::SHRINKING {
             break;
         }
+        // As in the controller: a status change triggers the next round at once, otherwise
+        // the operation is looked at again after the poll interval.
+        let changed = input.operation.as_ref() != Some(&op);
         input.operation = Some(op);
-        tokio::time::sleep(POLL).await;
+        if !changed {
+            tokio::time::sleep(POLL).await;
+        }
     }
-    let ours = t0.elapsed();
-    let after_ours = admin.snapshot().await?;
-    if after_ours
+    let elapsed = t0.elapsed();
+    if admin
+        .snapshot()
+        .await?
         .partitions()
         .any(|(_, p)| p.replicas.contains(&LEAVING))
     {
         bail!("our drain left replicas on broker {LEAVING}");
     }
+    Ok(elapsed)
+}
 
-    // The plan both use: what our planner proposes for the original state.
-    let current: Vec<PartitionAssignment> = original
-        .iter()
-        .map(|(tp, r)| PartitionAssignment {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            replicas: r.clone(),
-        })
-        .collect();
-    let plan = planner::plan(&PlanRequest {
-        current: current.clone(),
-        brokers: (0..BROKERS - 1).map(planner::Broker::new).collect(),
-        ..Default::default()
-    })?;
-
-    // Back to the original assignment, unthrottled, so theirs starts where ours did.
-    admin.alter_reassignments(&original).await?;
-    wait_idle(&admin).await?;
-
-    let dir = tempfile::tempdir()?;
-    let plan_file = dir.path().join("plan.json");
-    std::fs::write(&plan_file, planner::json::reassignment_json(&plan.target))?;
+/// Kafka's tool by hand: execute with the throttle, verify every 2 s until complete.
+async fn drain_theirs(
+    admin: &dyn KafkaAdmin,
+    bootstrap: &str,
+    plan_file: &std::path::Path,
+    rate: u64,
+) -> anyhow::Result<Duration> {
+    let plan = plan_file.display().to_string();
     let t1 = Instant::now();
     let out = tool(
-        &bootstrap,
+        bootstrap,
         &[
             "--execute",
             "--reassignment-json-file",
-            &plan_file.display().to_string(),
+            &plan,
             "--throttle",
             &rate.to_string(),
         ],
@@ -136,51 +212,30 @@ async fn main() -> anyhow::Result<()> {
     }
     loop {
         tokio::time::sleep(POLL).await;
-        let out = tool(
-            &bootstrap,
-            &[
-                "--verify",
-                "--reassignment-json-file",
-                &plan_file.display().to_string(),
-            ],
-        )
-        .await?;
+        let out = tool(bootstrap, &["--verify", "--reassignment-json-file", &plan]).await?;
         if !out.contains("still in progress") {
             break;
         }
     }
-    let theirs = t1.elapsed();
-    let after_theirs = admin.snapshot().await?;
-    if after_theirs
+    let elapsed = t1.elapsed();
+    if admin
+        .snapshot()
+        .await?
         .partitions()
         .any(|(_, p)| p.replicas.contains(&LEAVING))
     {
         bail!("the tool's drain left replicas on broker {LEAVING}");
     }
+    Ok(elapsed)
+}
 
-    println!(
-        "drain of broker {LEAVING}: {partitions_on_leaving} partitions, {:.1} MiB on it, throttle {:.1} MB/s",
-        on_leaving as f64 / 1048576.0,
-        rate as f64 / 1e6
-    );
-    println!(
-        "  ours (operator steps, poll 2 s)                  {:>7.1} s",
-        ours.as_secs_f64()
-    );
-    println!(
-        "  kafka-reassign-partitions --execute/--verify 2 s {:>7.1} s",
-        theirs.as_secs_f64()
-    );
-    println!(
-        "  ratio ours / theirs                               {:>7.2}",
-        ours.as_secs_f64() / theirs.as_secs_f64()
-    );
-    println!(
-        "  physical limit (bytes on broker / throttle)       {:>7.1} s",
-        on_leaving as f64 / rate as f64
-    );
-    kafka.shutdown().await;
-    Ok(())
+/// Moves everything back to the original assignment, unthrottled, and waits.
+async fn restore(
+    admin: &dyn KafkaAdmin,
+    original: &BTreeMap<kafka_operator::kafka::TopicPartition, Vec<i32>>,
+) -> anyhow::Result<()> {
+    admin.alter_reassignments(original).await?;
+    wait_idle(admin).await
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

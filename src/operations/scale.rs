@@ -27,6 +27,9 @@ use crate::planner::{self, PartitionAssignment, PlanRequest};
 
 use super::batch::{PendingMove, next_batch};
 
+/// How long one round waits for brokers to apply a new throttle before trying again later.
+const THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Steps of an operation, as written to `status.operation.step`.
 pub mod step {
     /// Scale-up: new brokers are starting.
@@ -828,7 +831,8 @@ async fn move_partitions(
     Ok(MoveProgress::Moving)
 }
 
-/// Whether every broker of `throttle` reports its rate.
+/// Whether every broker of `throttle` reports its rate, waiting a few seconds for the
+/// metadata log to carry it there.
 async fn throttle_in_effect(
     admin: &dyn KafkaAdmin,
     throttle: &Throttle,
@@ -838,15 +842,22 @@ async fn throttle_in_effect(
         .iter()
         .map(|b| ConfigResource::Broker(*b))
         .collect();
-    let configs = admin.describe_configs(&resources).await?;
     let rate = throttle.rate.to_string();
-    Ok(resources.iter().all(|r| {
-        configs
-            .get(r)
-            .and_then(|c| c.get(LEADER_RATE))
-            .and_then(|v| v.value.as_deref())
-            == Some(rate.as_str())
-    }))
+    let deadline = std::time::Instant::now() + THROTTLE_WAIT;
+    loop {
+        let configs = admin.describe_configs(&resources).await?;
+        let applied = resources.iter().all(|r| {
+            configs
+                .get(r)
+                .and_then(|c| c.get(LEADER_RATE))
+                .and_then(|v| v.value.as_deref())
+                == Some(rate.as_str())
+        });
+        if applied || std::time::Instant::now() > deadline {
+            return Ok(applied);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Cancels the reassignments in progress and clears the operation's throttles.
