@@ -576,6 +576,82 @@ async fn scaling_moves_data_and_never_loses_it() {
         )
         .await;
 
+    scenarios
+        .run(
+            "scale back up during a drain cancels the remaining moves",
+            Box::pin(async {
+                bed.set_brokers(4).await?;
+                bed.settled(4).await?;
+                bed.set_brokers(3).await?;
+                wait_for("moves to start", LONG, || async {
+                    let st = bed.kc().await?.status.unwrap_or_default();
+                    Ok(st.operation.filter(|o| !o.in_flight.is_empty()).map(|_| ()))
+                })
+                .await?;
+                bed.set_brokers(4).await?;
+                bed.settled(4).await?;
+                let ev = bed.events().await;
+                ensure!(
+                    ev.contains("DrainCancelled"),
+                    "no DrainCancelled event in\n{ev}"
+                );
+                let snap = bed.admin.snapshot().await?;
+                ensure!(
+                    snap.reassignments.is_empty(),
+                    "moves still running: {:?}",
+                    snap.reassignments
+                );
+                ensure!(
+                    snap.under_replicated().is_empty(),
+                    "under-replicated: {:?}",
+                    snap.under_replicated()
+                );
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
+            "a replication factor change goes through reassignment",
+            Box::pin(async {
+                bed.clusters()
+                    .patch(
+                        NAME,
+                        &PatchParams::default(),
+                        &Patch::Merge(serde_json::json!({"spec": {"topics": [
+                            {"name": "orders", "partitions": 12, "replicationFactor": 3},
+                            {"name": "events", "partitions": 6, "replicationFactor": 2},
+                        ]}})),
+                    )
+                    .await?;
+                wait_for("orders to have 3 replicas everywhere", LONG, || async {
+                    let kc = bed.kc().await?;
+                    let st = kc.status.unwrap_or_default();
+                    let snap = bed.admin.snapshot().await?;
+                    let orders = snap.topics.get("orders").context("orders")?;
+                    let done = st.operation.is_none()
+                        && st.observed_generation == kc.metadata.generation
+                        && orders
+                            .partitions
+                            .iter()
+                            .all(|p| p.replicas.len() == 3 && p.fully_in_sync())
+                        && st.topics.iter().any(|t| {
+                            t.name == "orders" && t.state == "Ready" && t.replication_factor == 3
+                        });
+                    Ok(done.then_some(()))
+                })
+                .await?;
+                let ev = bed.events().await;
+                ensure!(
+                    ev.contains("ReplicationFactorChanged"),
+                    "no ReplicationFactorChanged event in\n{ev}"
+                );
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
     bed.stop_operator();
     scenarios.finish();
 }

@@ -3,6 +3,8 @@
 //! Long-running operations keep their whole state here, so an operator restarted at any instant
 //! resumes the operation from the status alone.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +97,9 @@ pub struct Operation {
     /// Brokers partitions are moved onto.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arriving_brokers: Vec<i32>,
+    /// Replication factors being changed, by topic.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replication_factors: BTreeMap<String, i32>,
     /// Partitions the plan moves, and how many have finished moving.
     #[serde(default)]
     pub partitions_total: i64,

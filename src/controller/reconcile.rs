@@ -121,6 +121,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         kraft: cluster.is_kraft(),
         delete_drained_volumes: cluster.pvc_retention.when_scaled == RetentionPolicy::Delete,
         now: Timestamp::now().to_string(),
+        topics: cluster.topics.clone(),
     };
     let mut kafka_problem = None;
     let outcome = match scale::advance(admin.as_deref(), &input).await {

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::{Operation, OperationKind, PartitionMove, RebalanceSpec};
+use crate::api::{Operation, OperationKind, PartitionMove, RebalanceSpec, TopicSpec};
 use crate::kafka::throttle::{FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS};
 use crate::kafka::{
     BrokerId, ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaError, OngoingReassignment,
@@ -68,6 +68,8 @@ pub struct ScaleInput {
     pub delete_drained_volumes: bool,
     /// RFC 3339 time, for `startedAt`.
     pub now: String,
+    /// `spec.topics`: their replication factors are changed by reassignment.
+    pub topics: Vec<TopicSpec>,
 }
 
 /// Something worth an event.
@@ -127,13 +129,9 @@ pub async fn advance(
         Some(op) => match op.kind {
             OperationKind::ScaleDown => drain(admin, input, running, op).await,
             OperationKind::ScaleUp => grow(admin, input, running, op).await,
-            // Replication factor changes are driven from the topic reconciliation.
-            OperationKind::ReplicationFactorChange => Ok(ScaleOutcome {
-                broker_replicas: running,
-                operation: Some(op),
-                busy: true,
-                ..Default::default()
-            }),
+            OperationKind::ReplicationFactorChange => {
+                change_replication(admin, input, running, op).await
+            }
         },
     }
 }
@@ -146,10 +144,7 @@ async fn start(
 ) -> Result<ScaleOutcome, KafkaError> {
     let desired = input.desired;
     if desired == running {
-        return Ok(ScaleOutcome {
-            broker_replicas: running,
-            ..Default::default()
-        });
+        return start_replication_change(admin, input, running).await;
     }
     if desired > running {
         let op = Operation {
@@ -614,6 +609,125 @@ async fn grow(
     Ok(out)
 }
 
+/// Replication factors of `spec.topics` that differ from Kafka's, by topic.
+fn replication_changes(topics: &[TopicSpec], snapshot: &ClusterSnapshot) -> BTreeMap<String, i32> {
+    topics
+        .iter()
+        .filter_map(|t| {
+            let current = snapshot.topics.get(&t.name)?;
+            (current.replication_factor() != t.replication_factor)
+                .then(|| (t.name.clone(), t.replication_factor))
+        })
+        .collect()
+}
+
+/// No broker count change: start a replication factor change if the spec asks for one.
+async fn start_replication_change(
+    admin: Option<&dyn KafkaAdmin>,
+    input: &ScaleInput,
+    running: i32,
+) -> Result<ScaleOutcome, KafkaError> {
+    let mut out = ScaleOutcome {
+        broker_replicas: running,
+        ..Default::default()
+    };
+    let Some(admin) = admin else {
+        return Ok(out);
+    };
+    if input.topics.is_empty() || input.ready_brokers < running {
+        return Ok(out);
+    }
+    let snapshot = admin.snapshot().await?;
+    let changes = replication_changes(&input.topics, &snapshot);
+    if changes.is_empty() {
+        return Ok(out);
+    }
+    let described: Vec<String> = changes
+        .iter()
+        .map(|(t, rf)| {
+            let from = snapshot
+                .topics
+                .get(t)
+                .map(|s| s.replication_factor())
+                .unwrap_or(0);
+            format!("{t} {from} -> {rf}")
+        })
+        .collect();
+    out.notices.push(notice(
+        false,
+        "ReplicationFactorChanging",
+        format!(
+            "changing replication factors by reassignment: {}",
+            described.join(", ")
+        ),
+    ));
+    out.operation = Some(Operation {
+        kind: OperationKind::ReplicationFactorChange,
+        step: step::THROTTLING.into(),
+        target_brokers: running,
+        replication_factors: changes,
+        started_at: Some(input.now.clone()),
+        ..Default::default()
+    });
+    out.busy = true;
+    Ok(out)
+}
+
+/// The replication factor change state machine: move (add or drop replicas), verify, done.
+async fn change_replication(
+    admin: Option<&dyn KafkaAdmin>,
+    input: &ScaleInput,
+    running: i32,
+    mut op: Operation,
+) -> Result<ScaleOutcome, KafkaError> {
+    let mut out = ScaleOutcome {
+        broker_replicas: running,
+        busy: true,
+        ..Default::default()
+    };
+    let Some(admin) = admin else {
+        op.waiting_for = Some("Kafka to be reachable".into());
+        out.operation = Some(op);
+        return Ok(out);
+    };
+    match op.step.as_str() {
+        step::THROTTLING | step::MOVING => {
+            let targets: Vec<i32> = (0..running).collect();
+            if let MoveProgress::Done =
+                move_partitions(admin, &mut op, running, &targets, false, input).await?
+            {
+                op.step = step::VERIFYING.into();
+                op.waiting_for = None;
+                op.in_flight.clear();
+            }
+            out.operation = Some(op);
+        }
+        _ => {
+            let snapshot = admin.snapshot().await?;
+            if !snapshot.reassignments.is_empty() || !snapshot.under_replicated().is_empty() {
+                op.waiting_for = Some("every partition to be in sync with its new replicas".into());
+                out.operation = Some(op);
+                return Ok(out);
+            }
+            clear_throttles(admin, &mut op).await?;
+            elect_leaders(admin, &mut out).await;
+            let done: Vec<String> = op
+                .replication_factors
+                .iter()
+                .map(|(t, rf)| format!("{t} -> {rf}"))
+                .collect();
+            out.notices.push(notice(
+                false,
+                "ReplicationFactorChanged",
+                format!("replication factors changed: {}", done.join(", ")),
+            ));
+            out.operation = None;
+            out.busy = false;
+        }
+    }
+    Ok(out)
+}
+
 enum MoveProgress {
     Moving,
     Done,
@@ -699,6 +813,12 @@ async fn move_partitions(
             })
             .collect(),
         sizes: sizes.clone(),
+        replication_factors: op
+            .replication_factors
+            .iter()
+            .filter(|(t, _)| snapshot.topics.contains_key(*t))
+            .map(|(t, rf)| (t.clone(), (*rf).max(1) as usize))
+            .collect(),
         rebalance,
         ..Default::default()
     };
