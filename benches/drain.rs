@@ -21,7 +21,7 @@ use kafka_operator::api::RebalanceSpec;
 use kafka_operator::kafka::{KafkaAdmin, NewTopic};
 use kafka_operator::operations::scale::{self, ScaleInput, step};
 use kafka_operator::planner::{self, PartitionAssignment, PlanRequest};
-use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions, ensure_jars};
+use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
     for rate in [rate, UNTHROTTLED] {
         let ours = drain_ours(&admin, rate).await?;
         restore(&admin, &original).await?;
-        let theirs = drain_theirs(&admin, &bootstrap, &plan_file, rate).await?;
+        let theirs = drain_theirs(&kafka, &admin, &plan_file, rate).await?;
         restore(&admin, &original).await?;
         let label = if rate == UNTHROTTLED {
             "none (1 GB/s)".to_string()
@@ -190,30 +190,30 @@ async fn drain_ours(admin: &dyn KafkaAdmin, rate: u64) -> anyhow::Result<Duratio
 
 /// Kafka's tool by hand: execute with the throttle, verify every 2 s until complete.
 async fn drain_theirs(
+    kafka: &LocalKafka,
     admin: &dyn KafkaAdmin,
-    bootstrap: &str,
     plan_file: &std::path::Path,
     rate: u64,
 ) -> anyhow::Result<Duration> {
     let plan = plan_file.display().to_string();
     let t1 = Instant::now();
-    let out = tool(
-        bootstrap,
-        &[
+    let out = kafka
+        .reassign_partitions(&[
             "--execute",
             "--reassignment-json-file",
             &plan,
             "--throttle",
             &rate.to_string(),
-        ],
-    )
-    .await?;
+        ])
+        .await?;
     if !out.contains("Successfully started") {
         bail!("kafka-reassign-partitions --execute: {out}");
     }
     loop {
         tokio::time::sleep(POLL).await;
-        let out = tool(bootstrap, &["--verify", "--reassignment-json-file", &plan]).await?;
+        let out = kafka
+            .reassign_partitions(&["--verify", "--reassignment-json-file", &plan])
+            .await?;
         if !out.contains("still in progress") {
             break;
         }
@@ -292,22 +292,4 @@ async fn wait_idle(admin: &dyn KafkaAdmin) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// Runs `kafka-reassign-partitions` from the test jars.
-async fn tool(bootstrap: &str, args: &[&str]) -> anyhow::Result<String> {
-    let libs = ensure_jars(kafka_operator::api::KAFKA_VERSION)?.join("libs");
-    let out = tokio::process::Command::new("java")
-        .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp"])
-        .arg(format!("{}/*", libs.display()))
-        .arg("org.apache.kafka.tools.reassign.ReassignPartitionsCommand")
-        .args(["--bootstrap-server", bootstrap])
-        .args(args)
-        .output()
-        .await?;
-    Ok(format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ))
 }

@@ -21,6 +21,8 @@ use kafka_operator::kafka::{
     KafkaClientConfig, KafkaError, NewTopic, Throttle, TopicPartition,
 };
 use kafka_operator::operations::topics::{plan_topics, reconcile_topics};
+use kafka_operator::planner::PartitionAssignment;
+use kafka_operator::planner::json::{parse_reassignment, reassignment_json};
 use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
 
 use kafka_support::{Scenarios, assert_same_messages, consume_all, produce, wait_for};
@@ -77,6 +79,11 @@ async fn kafka_admin_scenarios() {
     .await;
     s.run("topic reconcile is idempotent", Box::pin(reconcile(&admin)))
         .await;
+    s.run(
+        "the plan CLI's output runs with kafka-reassign-partitions --execute",
+        Box::pin(plan_cli_round_trip(&kafka, &admin)),
+    )
+    .await;
     s.run(
         "broker killed mid-reassignment loses no message",
         Box::pin(kill_mid_reassignment(&mut kafka, &admin)),
@@ -784,4 +791,76 @@ async fn unregister(kafka: &mut LocalKafka, admin: &KafkaClient) -> anyhow::Resu
         snap.fenced_brokers
     );
     Ok(())
+}
+
+/// `kafka-operator plan` on the live assignment, executed by Kafka's own tool: the tool accepts
+/// the JSON, the partitions end exactly where the plan says, nothing is lost.
+async fn plan_cli_round_trip(kafka: &LocalKafka, admin: &KafkaClient) -> anyhow::Result<()> {
+    let topic = "plan-cli";
+    create(admin, topic, 8, 2).await?;
+    let sent = produce(&kafka.bootstrap_servers(), topic, 0..4_000, 100).await?;
+    let snap = admin.snapshot().await?;
+    let current: Vec<PartitionAssignment> = snap.topics[topic]
+        .partitions
+        .iter()
+        .map(|p| PartitionAssignment {
+            topic: topic.into(),
+            partition: p.partition,
+            replicas: p.replicas.clone(),
+        })
+        .collect();
+    ensure!(
+        current.iter().any(|p| p.replicas.contains(&3)),
+        "broker 3 holds no replica of {topic}: nothing to drain"
+    );
+    let dir = tempfile::tempdir()?;
+    let current_file = dir.path().join("current.json");
+    std::fs::write(&current_file, reassignment_json(&current))?;
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kafka-operator"))
+        .args(["plan", "--assignment"])
+        .arg(&current_file)
+        .args(["--brokers", "0,1,2"])
+        .output()
+        .await?;
+    let summary = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success(),
+        "kafka-operator plan failed: {summary}"
+    );
+    ensure!(
+        summary.contains("ratio 1.00"),
+        "not the lower bound:\n{summary}"
+    );
+    let target_json = String::from_utf8(out.stdout)?;
+    let target = parse_reassignment(&target_json)?;
+    let target_file = dir.path().join("target.json");
+    std::fs::write(&target_file, &target_json)?;
+    let plan = target_file.display().to_string();
+
+    let out = kafka
+        .reassign_partitions(&["--execute", "--reassignment-json-file", &plan])
+        .await?;
+    ensure!(out.contains("Successfully started"), "--execute: {out}");
+    wait_for("the tool's reassignment to complete", LONG, || async {
+        let out = kafka
+            .reassign_partitions(&["--verify", "--reassignment-json-file", &plan])
+            .await?;
+        Ok((!out.contains("still in progress")).then_some(()))
+    })
+    .await?;
+
+    let after = admin.snapshot().await?;
+    for want in &target {
+        let got = &after.topics[topic].partitions[want.partition as usize];
+        ensure!(
+            got.replicas == want.replicas,
+            "{topic}-{}: replicas {:?}, the plan said {:?}",
+            want.partition,
+            got.replicas,
+            want.replicas
+        );
+    }
+    let got = consume_all(&kafka.bootstrap_servers(), topic, 8, sent.len(), LONG).await?;
+    assert_same_messages(&sent, &got)
 }

@@ -293,6 +293,18 @@ impl LocalKafka {
         ]
     }
 
+    /// Runs Kafka's own `kafka-reassign-partitions` against this cluster with `args` (e.g.
+    /// `--execute --reassignment-json-file plan.json`); its standard output.
+    pub async fn reassign_partitions(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec![
+            "org.apache.kafka.tools.reassign.ReassignPartitionsCommand".to_string(),
+            "--bootstrap-server".to_string(),
+            self.bootstrap_servers(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        self.run_tool(&all, "kafka-reassign-partitions").await
+    }
+
     /// Runs a Kafka tool to completion, bounded in time; its output on failure.
     async fn run_tool(&self, args: &[String], what: &str) -> anyhow::Result<String> {
         let mut cmd = tokio::process::Command::new(self.java());
