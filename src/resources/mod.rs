@@ -105,3 +105,241 @@ pub fn owner_reference(cluster: &Cluster) -> Option<OwnerReference> {
         block_owner_deletion: Some(true),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Container;
+
+    use super::*;
+    use crate::api::validate;
+
+    fn objects(spec: &str, replicas: i32) -> Objects {
+        let mut kc = KafkaCluster::new("kafka", serde_yaml::from_str(spec).unwrap());
+        kc.metadata.namespace = Some("prod".into());
+        kc.metadata.uid = Some("uid-1".into());
+        let cluster = validate(&kc).unwrap();
+        build(
+            &cluster,
+            &BuildInputs {
+                broker_replicas: replicas,
+                cluster_id: Some("AAAAAAAAAAAAAAAAAAAAAA".into()),
+            },
+        )
+    }
+
+    fn kafka_container(sts: &StatefulSet) -> &Container {
+        &sts.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    fn env<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+        c.env
+            .as_ref()?
+            .iter()
+            .find(|e| e.name == name)?
+            .value
+            .as_deref()
+    }
+
+    #[test]
+    fn kraft_cluster_has_controllers_first_and_brokers_last() {
+        let o = objects("brokerCount: 3", 3);
+        let names: Vec<_> = o
+            .statefulsets
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["kafka-controller", "kafka"]);
+        let controllers = &o.statefulsets[0];
+        assert_eq!(controllers.spec.as_ref().unwrap().replicas, Some(3));
+        assert_eq!(
+            env(kafka_container(controllers), "NODE_ID_BASE"),
+            Some("9000")
+        );
+        let brokers = &o.statefulsets[1];
+        let c = kafka_container(brokers);
+        assert_eq!(env(c, "KAFKA_CLUSTER_ID"), Some("AAAAAAAAAAAAAAAAAAAAAA"));
+        assert_eq!(env(c, "NODE_ID_BASE"), Some("0"));
+        assert_eq!(c.image.as_deref(), Some(crate::api::DEFAULT_IMAGE));
+        assert_eq!(
+            c.command.as_ref().unwrap(),
+            &["sh", "/etc/kafka-operator/start.sh", "broker"]
+        );
+        let spec = brokers.spec.as_ref().unwrap();
+        assert_eq!(spec.service_name.as_deref(), Some("kafka"));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        // Volumes of scaled-away brokers are the operator's to delete, after a drain.
+        let retention = spec
+            .persistent_volume_claim_retention_policy
+            .as_ref()
+            .unwrap();
+        assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
+        assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+        let owner = &brokers.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("KafkaCluster", "uid-1", Some(true))
+        );
+        let names: Vec<_> = o
+            .services
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "kafka",
+                "kafka-controllers",
+                "kafka-broker-0",
+                "kafka-broker-1",
+                "kafka-broker-2"
+            ]
+        );
+        assert_eq!(o.disruption_budgets.len(), 2);
+    }
+
+    #[test]
+    fn zookeeper_mode_has_no_controllers_and_no_cluster_id() {
+        let o = objects("brokerCount: 2\nzookeeperConnect: zk:2181", 2);
+        assert_eq!(o.statefulsets.len(), 1);
+        assert_eq!(o.disruption_budgets.len(), 1);
+        let c = kafka_container(&o.statefulsets[0]);
+        assert_eq!(env(c, "KAFKA_CLUSTER_ID"), None);
+        assert!(
+            !o.config_map
+                .data
+                .as_ref()
+                .unwrap()
+                .contains_key("controller.properties")
+        );
+        assert_eq!(o.services.len(), 3);
+    }
+
+    #[test]
+    fn storage_follows_storage_class() {
+        let o = objects(
+            "brokerCount: 1\nstorageClass: fast\nresources: {diskSpace: 200Gi}",
+            1,
+        );
+        let spec = o.statefulsets[1].spec.as_ref().unwrap();
+        let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+        let claim_spec = claim.spec.as_ref().unwrap();
+        assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            claim_spec
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["storage"]
+                .0,
+            "200Gi"
+        );
+        let o = objects("brokerCount: 1\nstorageClass: emptyDir", 1);
+        let spec = o.statefulsets[1].spec.as_ref().unwrap();
+        assert!(spec.volume_claim_templates.is_none());
+        let volumes = spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .as_ref()
+            .unwrap();
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v.name == "data" && v.empty_dir.is_some())
+        );
+    }
+
+    #[test]
+    fn jmx_sidecar_exports_broker_metrics() {
+        let o = objects("brokerCount: 1\njmxSidecar: true", 1);
+        let pod = o.statefulsets[1]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        assert_eq!(pod.containers.len(), 2);
+        let exporter = &pod.containers[1];
+        assert_eq!(exporter.name, "jmx-exporter");
+        assert_eq!(
+            exporter.args.as_ref().unwrap(),
+            &["5556", "/etc/kafka-operator/jmx-exporter.yaml"]
+        );
+        assert_eq!(env(&pod.containers[0], "JMX_PORT"), Some("9999"));
+        let config = &o.config_map.data.as_ref().unwrap()["jmx-exporter.yaml"];
+        assert!(config.starts_with("hostPort: 127.0.0.1:9999\n"), "{config}");
+        assert!(config.contains("kafka_server_$1_$2"), "{config}");
+        let headless = &o.services[0];
+        let ports = headless.spec.as_ref().unwrap().ports.as_ref().unwrap();
+        assert!(ports.iter().any(|p| p.port == 5556));
+        // Without the sidecar, no JMX port is opened.
+        let o = objects("brokerCount: 1", 1);
+        assert_eq!(env(kafka_container(&o.statefulsets[1]), "JMX_PORT"), None);
+    }
+
+    #[test]
+    fn configuration_changes_change_the_template_hash_of_the_role_concerned() {
+        let hash = |o: &Objects, i: usize| {
+            o.statefulsets[i]
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[statefulset::CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        let a = objects("brokerCount: 3", 3);
+        let b = objects("brokerCount: 3\nkafkaOptions: {logRetentionHours: 12}", 3);
+        assert_ne!(hash(&a, 1), hash(&b, 1));
+        // Same spec, same hash: an operator restart rolls nothing.
+        assert_eq!(hash(&a, 1), hash(&objects("brokerCount: 3", 3), 1));
+        // A broker count change alone does not restart the controllers.
+        assert_eq!(hash(&a, 0), hash(&objects("brokerCount: 3", 4), 0));
+    }
+
+    #[test]
+    fn pods_run_restricted() {
+        let o = objects("brokerCount: 1\nminimumGracePeriod: 600", 1);
+        let pod = o.statefulsets[1]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        let sc = pod.security_context.as_ref().unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        assert_eq!(pod.termination_grace_period_seconds, Some(600));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let c = &pod.containers[0];
+        let csc = c.security_context.as_ref().unwrap();
+        assert_eq!(csc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            csc.capabilities.as_ref().unwrap().drop.as_ref().unwrap(),
+            &["ALL"]
+        );
+        assert!(
+            c.startup_probe.is_some() && c.readiness_probe.is_some() && c.liveness_probe.is_some()
+        );
+    }
+}
