@@ -1,19 +1,25 @@
 //! Local mode: with no cluster configured, `kafka-operator run` brings up a real Kubernetes
 //! control plane on loopback, installs the operator's manifests, runs the operator under their
-//! RBAC against the original project's example, and shows what it reconciled.
+//! RBAC against the original project's example, runs that cluster's pods as real local Kafka
+//! brokers (a stand-in kubelet), and shows what the operator reconciled.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use kube::Api;
+use kube::{Api, ResourceExt};
 
-use crate::api::KafkaCluster;
+use crate::api::{KafkaCluster, Phase, validate};
 use crate::controller::{self, Settings};
 use crate::metrics::Metrics;
-use crate::testbed::kube::LocalKube;
+use crate::testbed::kafka::{LocalKafka, LocalKafkaOptions, zookeeper_mode_version};
+use crate::testbed::kube::{LocalKube, kubectl_path};
+use crate::testbed::kubelet::LocalKubelet;
 use crate::testbed::process::project_root;
+
+const NAMESPACE: &str = "default";
 
 /// Whether a Kubernetes cluster is configured: in-cluster, KUBECONFIG, or `~/.kube/config`.
 pub fn cluster_configured() -> bool {
@@ -26,13 +32,23 @@ pub fn cluster_configured() -> bool {
 
 /// Runs the operator against a local testbed. With `once`, exits after showing the result.
 pub async fn run(once: bool) -> anyhow::Result<()> {
+    let root = project_root();
+    let example_path = root.join("examples/kafka-cluster.yaml");
+    let example = std::fs::read_to_string(&example_path)
+        .with_context(|| format!("reading {}", example_path.display()))?;
+    let mut kc: KafkaCluster = serde_yaml::from_str(&example)
+        .with_context(|| format!("parsing {}", example_path.display()))?;
+    kc.metadata.namespace = Some(NAMESPACE.into());
+    let name = kc.name_any();
+    let cluster = validate(&kc).map_err(|e| anyhow::anyhow!("the example is invalid: {e}"))?;
+
     eprintln!(
         "no Kubernetes cluster configured: starting a local control plane (etcd, kube-apiserver, kube-controller-manager)"
     );
     let kube = LocalKube::start().await?;
-    let root = project_root();
-    let kubectl = |args: Vec<String>| {
+    let kubectl = |args: &[&str]| {
         let kube = &kube;
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         async move {
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = kube.kubectl(&refs).await?;
@@ -46,98 +62,145 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         }
     };
-    let manifest = root.join("deploy/kafka-operator.yaml");
-    let example = root.join("examples/kafka-cluster.yaml");
-    eprintln!("$ kubectl apply -f deploy/kafka-operator.yaml");
-    eprint!(
+
+    let manifest = root
+        .join("deploy/kafka-operator.yaml")
+        .display()
+        .to_string();
+    println!("$ kubectl apply --server-side -f deploy/kafka-operator.yaml");
+    print!(
         "{}",
-        kubectl(vec![
-            "apply".into(),
-            "--server-side".into(),
-            "-f".into(),
-            manifest.display().to_string()
-        ])
-        .await?
+        kubectl(&["apply", "--server-side", "-f", &manifest]).await?
     );
-    kubectl(vec![
-        "wait".into(),
-        "--for=condition=Established".into(),
-        "crd/kafkaclusters.krallistic.github.com".into(),
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/kafkaclusters.krallistic.github.com",
     ])
     .await?;
 
-    // The operator runs as its ServiceAccount, with exactly the RBAC of deploy/.
+    // The cluster's brokers, as the pods will run them: configured by the operator's own
+    // rendering of the example's spec, with local ports and directories.
+    let kafka = if cluster.is_kraft() {
+        eprintln!(
+            "starting {} local Kafka {} brokers and {} controllers for the pods of {name}",
+            cluster.broker_count,
+            crate::api::KAFKA_VERSION,
+            cluster.controller_count()
+        );
+        LocalKafka::start(LocalKafkaOptions::from_cluster(cluster.clone())).await?
+    } else {
+        let mut options = LocalKafkaOptions::from_cluster(cluster.clone());
+        options.version = zookeeper_mode_version();
+        eprintln!(
+            "starting a local ZooKeeper and {} Kafka {} brokers (ZooKeeper mode) for the pods of {name}",
+            cluster.broker_count, options.version
+        );
+        LocalKafka::start_zookeeper_mode(options).await?
+    };
+
+    // The operator runs as its ServiceAccount, with exactly the RBAC of deploy/, and reaches
+    // the local brokers through a bootstrap override.
     let client = kube
         .service_account_client("kafka-operator", "kafka-operator")
         .await?;
-    let metrics = Arc::new(Metrics::default());
-    let operator = tokio::spawn(controller::run(client, Settings::default(), metrics));
+    let settings = Settings {
+        kafka_bootstrap: BTreeMap::from([(format!("{NAMESPACE}/{name}"), kafka.bootstrap_list())]),
+        ..Settings::default()
+    };
+    let operator = tokio::spawn(controller::run(
+        client,
+        settings,
+        Arc::new(Metrics::default()),
+    ));
 
-    eprintln!("$ kubectl apply -f examples/kafka-cluster.yaml");
-    eprint!(
+    println!("\n$ kubectl apply -f examples/kafka-cluster.yaml");
+    print!(
         "{}",
-        kubectl(vec![
-            "apply".into(),
-            "-n".into(),
-            "default".into(),
-            "-f".into(),
-            example.display().to_string()
+        kubectl(&[
+            "apply",
+            "-n",
+            NAMESPACE,
+            "-f",
+            &example_path.display().to_string()
         ])
         .await?
     );
+    let admin = kube.admin_client().await?;
+    let kubelet = LocalKubelet::start(admin.clone(), NAMESPACE, &name, kafka);
 
-    let clusters: Api<KafkaCluster> = Api::namespaced(kube.admin_client().await?, "default");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let clusters: Api<KafkaCluster> = Api::namespaced(admin, NAMESPACE);
+    let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let kc = clusters.get("test-cluster-1").await?;
-        if kc.status.as_ref().and_then(|s| s.observed_generation) == kc.metadata.generation {
+        let kc = clusters.get(&name).await?;
+        let status = kc.status.clone().unwrap_or_default();
+        let topics_ready = status.topics.len() == kc.spec.topics.len()
+            && status.topics.iter().all(|t| t.state == "Ready");
+        if status.phase == Some(Phase::Running) && topics_ready {
             break;
         }
         if Instant::now() > deadline {
-            bail!("the operator did not reconcile test-cluster-1 within 60 s");
+            eprintln!("{name} is not Running with its topics after 240 s; showing it as it is");
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
-    for args in [
-        "get kafkacluster",
-        "get statefulsets,services,configmaps,poddisruptionbudgets -l app.kubernetes.io/instance=test-cluster-1",
-        "get pods",
-    ] {
-        println!("$ kubectl {args}");
-        let mut argv: Vec<String> = args.split(' ').map(String::from).collect();
-        argv.extend(["-n".into(), "default".into()]);
-        print!("{}", kubectl(argv).await?);
-        println!();
-    }
-    println!("$ kubectl get events --field-selector involvedObject.kind=KafkaCluster");
-    print!(
-        "{}",
-        kubectl(vec![
-            "get".into(),
-            "events".into(),
-            "-n".into(),
-            "default".into(),
-            "--field-selector".into(),
-            "involvedObject.kind=KafkaCluster".into(),
-            "-o".into(),
-            "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message".into(),
-        ])
-        .await
-        .context("listing events")?
-    );
-    println!("(pods stay Pending: the local testbed has no kubelet to run them)");
-
-    if once {
-        operator.abort();
-        return Ok(());
+    let selector = format!("app.kubernetes.io/instance={name}");
+    let shows: [(&str, Vec<&str>); 5] = [
+        ("kubectl get kafkacluster", vec!["get", "kafkacluster"]),
+        ("kubectl get pods", vec!["get", "pods"]),
+        (
+            "kubectl get statefulsets,services,configmaps,poddisruptionbudgets -l app.kubernetes.io/instance=test-cluster-1",
+            vec![
+                "get",
+                "statefulsets,services,configmaps,poddisruptionbudgets",
+                "-l",
+                &selector,
+            ],
+        ),
+        (
+            "kubectl get kafkacluster test-cluster-1 -o jsonpath='{.status.topics}'",
+            vec![
+                "get",
+                "kafkacluster",
+                &name,
+                "-o",
+                "jsonpath={.status.topics}",
+            ],
+        ),
+        (
+            "kubectl get events --field-selector involvedObject.kind=KafkaCluster",
+            vec![
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.kind=KafkaCluster",
+                "-o",
+                "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message",
+            ],
+        ),
+    ];
+    for (shown, args) in shows {
+        println!("\n$ {shown}");
+        let mut args = args;
+        args.extend(["-n", NAMESPACE]);
+        let out = kubectl(&args).await.context("kubectl")?;
+        println!("{}", out.trim_end());
     }
     println!(
-        "\nthe operator keeps running against the local testbed; in another shell:\n  export KUBECONFIG={}\n  {} get kafkacluster -A\nCtrl-C stops it and removes the testbed.",
-        kube.kubeconfig().display(),
-        crate::testbed::kube::kubectl_path().display()
+        "\n(the pods' containers run as local Kafka processes: the testbed has no container runtime)"
     );
-    tokio::signal::ctrl_c().await?;
+
+    if !once {
+        println!(
+            "\nthe operator keeps running against the local testbed; in another shell:\n  export KUBECONFIG={}\n  {} get kafkacluster -A\nCtrl-C stops it and removes the testbed.",
+            kube.kubeconfig().display(),
+            kubectl_path().display()
+        );
+        tokio::signal::ctrl_c().await?;
+    }
     operator.abort();
+    drop(kubelet);
     Ok(())
 }

@@ -161,15 +161,37 @@ async fn sync(
             None => continue,
         };
         if ready != is_ready(pod) {
-            set_ready(pods, &pod.name_any(), ready).await?;
+            set_ready(pods, pod, ready).await?;
         }
     }
     Ok(())
 }
 
-async fn set_ready(pods: &Api<Pod>, name: &str, ready: bool) -> anyhow::Result<()> {
+async fn set_ready(pods: &Api<Pod>, pod: &Pod, ready: bool) -> anyhow::Result<()> {
     let status = if ready { "True" } else { "False" };
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let containers: Vec<serde_json::Value> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name,
+                "image": c.image.clone().unwrap_or_default(),
+                "imageID": "",
+                "ready": ready,
+                "started": ready,
+                "restartCount": 0,
+                "state": if ready {
+                    serde_json::json!({"running": {"startedAt": now}})
+                } else {
+                    serde_json::json!({"waiting": {"reason": "BrokerStopped"}})
+                },
+            })
+        })
+        .collect();
     let patch = serde_json::json!({
         "status": {
             "phase": "Running",
@@ -179,9 +201,11 @@ async fn set_ready(pods: &Api<Pod>, name: &str, ready: bool) -> anyhow::Result<(
                 {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
                 {"type": "Ready", "status": status, "lastTransitionTime": now},
             ],
+            "containerStatuses": containers,
         }
     });
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+    let name = pod.name_any();
+    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
 }
