@@ -154,6 +154,18 @@ impl Bed {
         out
     }
 
+    /// From 4 settled brokers, lowers the count to 3 and waits until partitions move.
+    async fn drain_from_4_to_3_started(&self) -> anyhow::Result<()> {
+        self.set_brokers(4).await?;
+        self.settled(4).await?;
+        self.set_brokers(3).await?;
+        wait_for("moves to start", LONG, || async {
+            let st = self.kc().await?.status.unwrap_or_default();
+            Ok(st.operation.filter(|o| !o.in_flight.is_empty()).map(|_| ()))
+        })
+        .await
+    }
+
     /// Every message ever acknowledged is still there, each once.
     async fn all_messages_readable(&self) -> anyhow::Result<()> {
         let bootstrap = self.bootstrap.join(",");
@@ -542,14 +554,7 @@ async fn scaling_moves_data_and_never_loses_it() {
         .run(
             "a broker down during a drain: the operator waits, then finishes",
             Box::pin(async {
-                bed.set_brokers(4).await?;
-                bed.settled(4).await?;
-                bed.set_brokers(3).await?;
-                wait_for("moves to start", LONG, || async {
-                    let st = bed.kc().await?.status.unwrap_or_default();
-                    Ok(st.operation.filter(|o| !o.in_flight.is_empty()).map(|_| ()))
-                })
-                .await?;
+                bed.drain_from_4_to_3_started().await?;
                 bed.kubelet.hold_down(1).await?;
                 let waiting = wait_for("the operator to wait for broker 1", LONG, || async {
                     let st = bed.kc().await?.status.unwrap_or_default();
@@ -580,14 +585,7 @@ async fn scaling_moves_data_and_never_loses_it() {
         .run(
             "scale back up during a drain cancels the remaining moves",
             Box::pin(async {
-                bed.set_brokers(4).await?;
-                bed.settled(4).await?;
-                bed.set_brokers(3).await?;
-                wait_for("moves to start", LONG, || async {
-                    let st = bed.kc().await?.status.unwrap_or_default();
-                    Ok(st.operation.filter(|o| !o.in_flight.is_empty()).map(|_| ()))
-                })
-                .await?;
+                bed.drain_from_4_to_3_started().await?;
                 bed.set_brokers(4).await?;
                 bed.settled(4).await?;
                 let ev = bed.events().await;

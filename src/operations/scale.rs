@@ -104,6 +104,13 @@ fn notice(warning: bool, reason: &'static str, message: String) -> Notice {
     }
 }
 
+/// The operation waits: Kafka cannot be asked (no broker ready yet).
+fn wait_for_kafka(mut op: Operation, mut out: ScaleOutcome) -> ScaleOutcome {
+    op.waiting_for = Some("Kafka to be reachable".into());
+    out.operation = Some(op);
+    out
+}
+
 fn list(ids: impl IntoIterator<Item = i32>) -> String {
     ids.into_iter()
         .map(|i| i.to_string())
@@ -305,41 +312,32 @@ async fn drain(
             return Ok(out);
         };
         cancel_moves(admin, &op).await?;
-        out.notices.push(notice(
+        let cancelled = notice(
             false,
             "DrainCancelled",
             format!(
                 "brokerCount changed to {} during the drain to {target}: remaining moves cancelled, moved partitions stay where they are",
                 input.desired
             ),
-        ));
-        out.operation = None;
-        return Ok(out);
+        );
+        // The new count is acted on at once.
+        let mut next = start(Some(admin), input, running).await?;
+        next.notices.insert(0, cancelled);
+        return Ok(next);
     }
 
     match op.step.as_str() {
         step::THROTTLING | step::MOVING => {
             let Some(admin) = admin else {
-                op.waiting_for = Some("Kafka to be reachable".into());
-                out.operation = Some(op);
-                return Ok(out);
+                return Ok(wait_for_kafka(op, out));
             };
             let targets: Vec<i32> = (0..target).collect();
-            match move_partitions(admin, &mut op, running, &targets, false, input).await? {
-                MoveProgress::Moving => {}
-                MoveProgress::Done => {
-                    op.step = step::VERIFYING.into();
-                    op.waiting_for = None;
-                    op.in_flight.clear();
-                }
-            }
+            move_partitions(admin, &mut op, running, &targets, false, input).await?;
             out.operation = Some(op);
         }
         step::VERIFYING => {
             let Some(admin) = admin else {
-                op.waiting_for = Some("Kafka to be reachable".into());
-                out.operation = Some(op);
-                return Ok(out);
+                return Ok(wait_for_kafka(op, out));
             };
             let snapshot = admin.snapshot().await?;
             let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
@@ -391,8 +389,7 @@ async fn drain(
                 out.operation = Some(op);
                 return Ok(out);
             }
-            clear_throttles(admin, &mut op).await?;
-            elect_leaders(admin, &mut out).await;
+            settle(admin, &mut op, &mut out).await?;
             out.notices.push(notice(
                 false,
                 "DrainVerified",
@@ -507,16 +504,18 @@ async fn grow(
             out.operation = Some(op);
             return Ok(out);
         }
-        out.notices.push(notice(
+        let cancelled = notice(
             false,
             "RebalanceCancelled",
             format!(
                 "brokerCount changed to {} during the scale-up to {target}",
                 input.desired
             ),
-        ));
-        out.operation = None;
-        return Ok(out);
+        );
+        // The new count is acted on at once: brokers that joined are drained before they go.
+        let mut next = start(admin, input, running.max(target)).await?;
+        next.notices.insert(0, cancelled);
+        return Ok(next);
     }
     match op.step.as_str() {
         step::WAITING_FOR_BROKERS => {
@@ -561,26 +560,16 @@ async fn grow(
         }
         step::THROTTLING | step::MOVING => {
             let Some(admin) = admin else {
-                op.waiting_for = Some("Kafka to be reachable".into());
-                out.operation = Some(op);
-                return Ok(out);
+                return Ok(wait_for_kafka(op, out));
             };
             let targets: Vec<i32> = (0..target).collect();
-            match move_partitions(admin, &mut op, target, &targets, true, input).await? {
-                MoveProgress::Moving => out.operation = Some(op),
-                MoveProgress::Done => {
-                    op.step = step::VERIFYING.into();
-                    op.waiting_for = None;
-                    out.operation = Some(op);
-                }
-            }
+            move_partitions(admin, &mut op, target, &targets, true, input).await?;
+            out.operation = Some(op);
         }
         _ => {
             // Verifying: every move done and in sync, then clear throttles and balance leaders.
             let Some(admin) = admin else {
-                op.waiting_for = Some("Kafka to be reachable".into());
-                out.operation = Some(op);
-                return Ok(out);
+                return Ok(wait_for_kafka(op, out));
             };
             let snapshot = admin.snapshot().await?;
             if !snapshot.reassignments.is_empty() {
@@ -591,8 +580,7 @@ async fn grow(
                 out.operation = Some(op);
                 return Ok(out);
             }
-            clear_throttles(admin, &mut op).await?;
-            elect_leaders(admin, &mut out).await;
+            settle(admin, &mut op, &mut out).await?;
             out.notices.push(notice(
                 false,
                 "Rebalanced",
@@ -686,20 +674,12 @@ async fn change_replication(
         ..Default::default()
     };
     let Some(admin) = admin else {
-        op.waiting_for = Some("Kafka to be reachable".into());
-        out.operation = Some(op);
-        return Ok(out);
+        return Ok(wait_for_kafka(op, out));
     };
     match op.step.as_str() {
         step::THROTTLING | step::MOVING => {
             let targets: Vec<i32> = (0..running).collect();
-            if let MoveProgress::Done =
-                move_partitions(admin, &mut op, running, &targets, false, input).await?
-            {
-                op.step = step::VERIFYING.into();
-                op.waiting_for = None;
-                op.in_flight.clear();
-            }
+            move_partitions(admin, &mut op, running, &targets, false, input).await?;
             out.operation = Some(op);
         }
         _ => {
@@ -709,8 +689,7 @@ async fn change_replication(
                 out.operation = Some(op);
                 return Ok(out);
             }
-            clear_throttles(admin, &mut op).await?;
-            elect_leaders(admin, &mut out).await;
+            settle(admin, &mut op, &mut out).await?;
             let done: Vec<String> = op
                 .replication_factors
                 .iter()
@@ -728,13 +707,9 @@ async fn change_replication(
     Ok(out)
 }
 
-enum MoveProgress {
-    Moving,
-    Done,
-}
-
 /// One round of moving: plan from Kafka's current assignment, submit the next batch, record
-/// progress. Moves in flight (per Kafka) are never submitted twice.
+/// progress; when nothing is left to move, go on to verifying. Moves in flight (per Kafka) are
+/// never submitted twice.
 async fn move_partitions(
     admin: &dyn KafkaAdmin,
     op: &mut Operation,
@@ -742,7 +717,7 @@ async fn move_partitions(
     targets: &[i32],
     rebalance: bool,
     input: &ScaleInput,
-) -> Result<MoveProgress, KafkaError> {
+) -> Result<(), KafkaError> {
     // Moves in flight are read before the metadata: a move that ends in between is then seen
     // as in flight (and waited for), never as a partition with its old and new replicas.
     let moving_before = admin.list_reassignments().await?;
@@ -781,7 +756,7 @@ async fn move_partitions(
             "broker(s) {} down or fenced; the moves continue when they are back",
             list(down)
         ));
-        return Ok(MoveProgress::Moving);
+        return Ok(());
     }
 
     // Partitions moving now count with the replicas they are moving to.
@@ -882,7 +857,10 @@ async fn move_partitions(
         .collect();
 
     if pending.is_empty() && snapshot.reassignments.is_empty() {
-        return Ok(MoveProgress::Done);
+        op.step = step::VERIFYING.into();
+        op.waiting_for = None;
+        op.in_flight.clear();
+        return Ok(());
     }
 
     let in_flight: Vec<Vec<BrokerId>> = snapshot
@@ -901,7 +879,7 @@ async fn move_partitions(
             snapshot.reassignments.len(),
             data_moves
         ));
-        return Ok(MoveProgress::Moving);
+        return Ok(());
     }
 
     // Throttle every move in flight and about to start, then submit.
@@ -938,7 +916,7 @@ async fn move_partitions(
         // they did would start unthrottled. Submit once every involved broker has the rate.
         if !throttle_in_effect(admin, &throttle).await? {
             op.waiting_for = Some("the replication throttle to reach every broker".into());
-            return Ok(MoveProgress::Moving);
+            return Ok(());
         }
     }
     admin.alter_reassignments(&batch_targets).await?;
@@ -948,7 +926,7 @@ async fn move_partitions(
         target: m.target.clone(),
     }));
     op.waiting_for = None;
-    Ok(MoveProgress::Moving)
+    Ok(())
 }
 
 /// Whether every broker of `throttle` reports its rate, waiting a few seconds for the
@@ -1022,6 +1000,17 @@ async fn clear_throttles(admin: &dyn KafkaAdmin, op: &mut Operation) -> Result<(
     admin.clear_throttle(&brokers, &topics).await?;
     op.throttled_brokers.clear();
     op.throttled_topics.clear();
+    Ok(())
+}
+
+/// After the last move: no throttle left behind, leaders back on their preferred replicas.
+async fn settle(
+    admin: &dyn KafkaAdmin,
+    op: &mut Operation,
+    out: &mut ScaleOutcome,
+) -> Result<(), KafkaError> {
+    clear_throttles(admin, op).await?;
+    elect_leaders(admin, out).await;
     Ok(())
 }
 
