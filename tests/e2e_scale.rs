@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -39,8 +40,7 @@ const LONG: Duration = Duration::from_secs(240);
 /// The cluster: the same spec goes to the API server and configures the local brokers.
 const SPEC: &str = "brokerCount: 4
 controllers: {replicas: 3}
-storageClass: emptyDir
-resources: {memory: 1Gi}
+resources: {memory: 1Gi, diskSpace: 1Gi}
 rebalance: {throttleBytesPerSecond: 400000, maxMovesPerBroker: 4}
 topics:
   - {name: orders, partitions: 12, replicationFactor: 2}
@@ -90,11 +90,16 @@ impl Bed {
     }
 
     async fn set_brokers(&self, n: i32) -> anyhow::Result<()> {
+        self.patch_spec(serde_json::json!({"brokerCount": n})).await
+    }
+
+    /// Merges `spec` into the KafkaCluster's spec (lists are replaced whole).
+    async fn patch_spec(&self, spec: serde_json::Value) -> anyhow::Result<()> {
         self.clusters()
             .patch(
                 NAME,
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"brokerCount": n}})),
+                &Patch::Merge(serde_json::json!({ "spec": spec })),
             )
             .await?;
         Ok(())
@@ -393,6 +398,23 @@ async fn scaling_moves_data_and_never_loses_it() {
                 bed.settled(3).await?;
                 watchdog.finish().await?;
                 check_drained(&bed, 3).await?;
+                // pvcRetention.whenScaled: Delete (the default): the drained broker's volume goes.
+                let claims: Api<PersistentVolumeClaim> = Api::namespaced(bed.client.clone(), NS);
+                wait_for(
+                    "the drained broker's volume claim to be deleted",
+                    LONG,
+                    || async {
+                        let claim = claims.get_opt("data-kafka-3").await?;
+                        Ok(claim
+                            .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
+                            .then_some(()))
+                    },
+                )
+                .await?;
+                ensure!(
+                    claims.get_opt("data-kafka-2").await?.is_some(),
+                    "a staying broker lost its volume claim"
+                );
                 // Exactly the replicas of broker 3 moved.
                 let after = bed.admin.snapshot().await?;
                 let moved = moved_replicas(&before, &after);
@@ -613,16 +635,11 @@ async fn scaling_moves_data_and_never_loses_it() {
         .run(
             "a replication factor change goes through reassignment",
             Box::pin(async {
-                bed.clusters()
-                    .patch(
-                        NAME,
-                        &PatchParams::default(),
-                        &Patch::Merge(serde_json::json!({"spec": {"topics": [
-                            {"name": "orders", "partitions": 12, "replicationFactor": 3},
-                            {"name": "events", "partitions": 6, "replicationFactor": 2},
-                        ]}})),
-                    )
-                    .await?;
+                bed.patch_spec(serde_json::json!({"topics": [
+                    {"name": "orders", "partitions": 12, "replicationFactor": 3},
+                    {"name": "events", "partitions": 6, "replicationFactor": 2},
+                ]}))
+                .await?;
                 wait_for("orders to have 3 replicas everywhere", LONG, || async {
                     let kc = bed.kc().await?;
                     let st = kc.status.unwrap_or_default();
@@ -645,6 +662,69 @@ async fn scaling_moves_data_and_never_loses_it() {
                     ev.contains("ReplicationFactorChanged"),
                     "no ReplicationFactorChanged event in\n{ev}"
                 );
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
+            "a topic removed from the spec is deleted only when asked",
+            Box::pin(async {
+                // Off (the default): removing `events` from the spec leaves the topic and its data.
+                bed.patch_spec(serde_json::json!({
+                    "deleteRemovedTopics": false,
+                    "topics": [{"name": "orders", "partitions": 12, "replicationFactor": 3}],
+                }))
+                .await?;
+                wait_for("the status to drop events", LONG, || async {
+                    let kc = bed.kc().await?;
+                    let st = kc.status.unwrap_or_default();
+                    Ok((st.observed_generation == kc.metadata.generation
+                        && !st.topics.iter().any(|t| t.name == "events"))
+                    .then_some(()))
+                })
+                .await?;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                ensure!(
+                    bed.admin.snapshot().await?.topics.contains_key("events"),
+                    "events was deleted without deleteRemovedTopics"
+                );
+                // On: put events back under management, then remove it.
+                bed.patch_spec(serde_json::json!({"topics": [
+                    {"name": "orders", "partitions": 12, "replicationFactor": 3},
+                    {"name": "events", "partitions": 6, "replicationFactor": 2},
+                ]}))
+                .await?;
+                wait_for("events to be managed again", LONG, || async {
+                    let st = bed.kc().await?.status.unwrap_or_default();
+                    Ok(st
+                        .topics
+                        .iter()
+                        .any(|t| t.name == "events" && t.state == "Ready")
+                        .then_some(()))
+                })
+                .await?;
+                bed.patch_spec(serde_json::json!({
+                    "deleteRemovedTopics": true,
+                    "topics": [{"name": "orders", "partitions": 12, "replicationFactor": 3}],
+                }))
+                .await?;
+                wait_for("events to be deleted from Kafka", LONG, || async {
+                    Ok((!bed.admin.snapshot().await?.topics.contains_key("events")).then_some(()))
+                })
+                .await?;
+                let ev = bed.events().await;
+                ensure!(
+                    ev.contains("TopicDeleted"),
+                    "no TopicDeleted event in\n{ev}"
+                );
+                // Topics the operator never managed are never deleted.
+                ensure!(
+                    bed.admin.snapshot().await?.topics.contains_key("audit"),
+                    "audit was deleted"
+                );
+                bed.sent.remove("events");
                 bed.all_messages_readable().await
             }),
         )

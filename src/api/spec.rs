@@ -120,6 +120,12 @@ pub struct KafkaClusterSpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub topics: Vec<TopicSpec>,
 
+    /// Delete a topic from Kafka, with its data, when it is removed from `topics`. Off by
+    /// default: a line gone from a manifest is not reason enough to lose data. Only topics the
+    /// operator manages (listed in `status.topics`) are ever deleted.
+    #[serde(default)]
+    pub delete_removed_topics: bool,
+
     /// Share of leaders a broker may be off its preferred count before the controller moves
     /// leadership back (`leader.imbalance.per.broker.percentage` = ratio x 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -45,6 +45,8 @@ pub struct Cluster {
     /// the free `config` map, which wins).
     pub broker_settings: BTreeMap<String, String>,
     pub topics: Vec<TopicSpec>,
+    /// Delete managed topics the spec dropped.
+    pub delete_removed_topics: bool,
     pub grace_period_seconds: i64,
     pub jmx_exporter: Option<JmxExporter>,
     pub node_selector: BTreeMap<String, String>,
@@ -244,6 +246,7 @@ pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
         storage,
         broker_settings: broker_settings(kc),
         topics: spec.topics.clone(),
+        delete_removed_topics: spec.delete_removed_topics,
         grace_period_seconds: spec
             .minimum_grace_period
             .unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS),

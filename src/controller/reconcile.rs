@@ -13,9 +13,13 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::{self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy};
+use crate::api::{
+    self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy, TopicStatus,
+};
 use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
-use crate::operations::topics::{STATE_ERROR, STATE_READY, reconcile_topics};
+use crate::operations::topics::{
+    STATE_ERROR, STATE_READY, delete_removed_topics, reconcile_topics, removed_topics,
+};
 use crate::resources::names::{self, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, Role};
 use crate::resources::services::BROKER_SERVICE_COMPONENT;
 use crate::resources::statefulset::CONFIG_HASH_ANNOTATION;
@@ -189,8 +193,42 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
     if let Some(admin) = admin.as_deref()
         && outcome.operation.is_none()
     {
+        let mut undeleted = Vec::new();
+        if cluster.delete_removed_topics {
+            match delete_removed_topics(admin, &previous.topics, &cluster.topics).await {
+                Ok(deleted) => {
+                    for topic in deleted {
+                        ctx.event(
+                            &kc,
+                            EventType::Normal,
+                            "TopicDeleted",
+                            "DeleteTopic",
+                            format!("deleted topic {topic}: it was removed from spec.topics and deleteRemovedTopics is on"),
+                        )
+                        .await;
+                    }
+                }
+                Err(e) => {
+                    warn!(%namespace, %name, "deleting removed topics: {e}");
+                    // Kept in the status, so the deletion is tried again.
+                    undeleted = removed_topics(&previous.topics, &cluster.topics)
+                        .into_iter()
+                        .map(|topic| TopicStatus {
+                            name: topic,
+                            state: STATE_ERROR.into(),
+                            message: Some(format!("deleting the topic failed: {e}")),
+                            ..Default::default()
+                        })
+                        .collect();
+                    kafka_problem.get_or_insert(e.to_string());
+                }
+            }
+        }
         match reconcile_topics(admin, &cluster.topics).await {
-            Ok(topics) => status.topics = topics,
+            Ok(mut topics) => {
+                topics.append(&mut undeleted);
+                status.topics = topics;
+            }
             Err(e) => {
                 warn!(%namespace, %name, "topics: {e}");
                 kafka_problem.get_or_insert(e.to_string());

@@ -769,6 +769,30 @@ impl KafkaAdmin for KafkaClient {
         .await
     }
 
+    async fn delete_topics(&self, topics: &[String]) -> Result<()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        self.bounded("DeleteTopics", async {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let results = self
+                .admin
+                .delete_topics(&names, &self.admin_options())
+                .await
+                .map_err(|e| self.rd_error("DeleteTopics", e))?;
+            let failures: Vec<(String, i16, Option<String>)> = results
+                .into_iter()
+                .filter_map(|r| match r {
+                    Ok(_) => None,
+                    Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => None,
+                    Err((topic, code)) => Some((topic, code as i32 as i16, None)),
+                })
+                .collect();
+            partition_failures("DeleteTopics", failures)
+        })
+        .await
+    }
+
     async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
         self.bounded("CreatePartitions", async {
             let count = usize::try_from(total).map_err(|_| KafkaError::Refused {

@@ -266,6 +266,9 @@ pub trait KafkaAdmin: Send + Sync {
     /// Creates topics. A topic that already exists is not an error (creation is idempotent).
     async fn create_topics(&self, topics: &[NewTopic]) -> Result<()>;
 
+    /// Deletes topics and their data. A topic that does not exist is not an error.
+    async fn delete_topics(&self, topics: &[String]) -> Result<()>;
+
     /// Grows a topic to `total` partitions (Kafka cannot shrink them).
     async fn create_partitions(&self, topic: &str, total: i32) -> Result<()>;
 

@@ -152,6 +152,27 @@ pub fn plan_topics(
 /// known and the controller backs off. A change Kafka refuses for one topic (a bad config
 /// value, a replication factor above the broker count) becomes that topic's `Error` state with
 /// Kafka's reason, and the other topics go on.
+/// Topics the operator managed (listed in the previous status) that the spec no longer names.
+pub fn removed_topics(previous: &[TopicStatus], spec: &[TopicSpec]) -> Vec<String> {
+    previous
+        .iter()
+        .filter(|t| !spec.iter().any(|s| s.name == t.name))
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+/// Deletes the topics the spec dropped (only those the operator managed); returns their names.
+/// Called only when the user opted in (`deleteRemovedTopics`).
+pub async fn delete_removed_topics(
+    admin: &dyn KafkaAdmin,
+    previous: &[TopicStatus],
+    spec: &[TopicSpec],
+) -> Result<Vec<String>, KafkaError> {
+    let removed = removed_topics(previous, spec);
+    admin.delete_topics(&removed).await?;
+    Ok(removed)
+}
+
 pub async fn reconcile_topics(
     admin: &dyn KafkaAdmin,
     spec: &[TopicSpec],
@@ -438,5 +459,25 @@ mod tests {
             },
         );
         assert!(plan_topics(&s, &snap, &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn only_managed_topics_the_spec_dropped_are_removed() {
+        let status = |name: &str| TopicStatus {
+            name: name.into(),
+            state: STATE_READY.into(),
+            ..Default::default()
+        };
+        let spec = |name: &str| TopicSpec {
+            name: name.into(),
+            partitions: 1,
+            replication_factor: 1,
+            config: BTreeMap::new(),
+        };
+        let previous = [status("orders"), status("events")];
+        assert_eq!(removed_topics(&previous, &[spec("orders")]), vec!["events"]);
+        assert!(removed_topics(&previous, &[spec("orders"), spec("events")]).is_empty());
+        // A topic the operator never managed is never a candidate.
+        assert!(removed_topics(&[], &[spec("orders")]).is_empty());
     }
 }

@@ -3,8 +3,8 @@
 //! drives real brokers through a real API server.
 //!
 //! A broker pod that exists gets a running broker (its data kept across restarts); a pod that
-//! is gone gets its broker stopped, as a kubelet would, and with `storageClass: emptyDir` its
-//! data deleted. The pod's Ready condition follows the
+//! is gone gets its broker stopped, as a kubelet would, and its data deleted once its volume is
+//! gone (at once with `storageClass: emptyDir`, else when its PersistentVolumeClaim is deleted). The pod's Ready condition follows the
 //! broker. Controller pods are ready while the local controller quorum runs. Tests can hold a
 //! broker down ([`LocalKubelet::hold_down`]) to play a failed node.
 
@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::api::Storage;
-use crate::resources::names::{LABEL_COMPONENT, LABEL_INSTANCE, Role};
+use crate::resources::names::{self, LABEL_COMPONENT, LABEL_INSTANCE, Role};
 
 use super::kafka::LocalKafka;
 
@@ -43,16 +43,20 @@ impl LocalKubelet {
         let kafka = Arc::new(Mutex::new(kafka));
         let held = Arc::new(Mutex::new(BTreeSet::new()));
         let mut seen = BTreeSet::new();
-        let pods: Api<Pod> = Api::namespaced(client, namespace);
-        let selector = format!("{LABEL_INSTANCE}={cluster}");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, namespace);
+        let cluster = cluster.to_string();
         let task = tokio::spawn({
             let kafka = kafka.clone();
             let held = held.clone();
             async move {
                 loop {
-                    if let Err(e) =
-                        sync(&pods, &selector, &kafka, &held, &mut seen, ephemeral).await
-                    {
+                    let volumes = Volumes {
+                        claims: &claims,
+                        cluster: &cluster,
+                        ephemeral,
+                    };
+                    if let Err(e) = sync(&pods, &volumes, &kafka, &held, &mut seen).await {
                         warn!("local kubelet: {e:#}");
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -110,15 +114,34 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
+/// Where broker data lives: the pod's emptyDir, or a PersistentVolumeClaim per broker.
+struct Volumes<'a> {
+    claims: &'a Api<PersistentVolumeClaim>,
+    cluster: &'a str,
+    ephemeral: bool,
+}
+
+impl Volumes<'_> {
+    /// Whether a stopped broker whose pod is gone has lost its data: always with emptyDir,
+    /// and with a volume claim once the claim is deleted.
+    async fn lost(&self, ordinal: i32) -> anyhow::Result<bool> {
+        if self.ephemeral {
+            return Ok(true);
+        }
+        let claim = names::data_pvc(self.cluster, Role::Broker, ordinal);
+        Ok(self.claims.get_opt(&claim).await?.is_none())
+    }
+}
+
 async fn sync(
     pods: &Api<Pod>,
-    selector: &str,
+    volumes: &Volumes<'_>,
     kafka: &Mutex<LocalKafka>,
     held: &Mutex<BTreeSet<i32>>,
     seen: &mut BTreeSet<i32>,
-    ephemeral: bool,
 ) -> anyhow::Result<()> {
-    let list = pods.list(&ListParams::default().labels(selector)).await?;
+    let selector = format!("{LABEL_INSTANCE}={}", volumes.cluster);
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
     let held = held.lock().await.clone();
     let pods_present: BTreeSet<i32> = list
         .iter()
@@ -135,9 +158,18 @@ async fn sync(
     for stop in running.difference(&wanted).filter(|b| seen.contains(b)) {
         info!(broker = stop, "local kubelet: stopping the broker");
         kafka.stop_broker(*stop).await?;
-        if ephemeral && !pods_present.contains(stop) {
-            // The pod is gone, and its emptyDir with it.
-            kafka.wipe_broker(*stop)?;
+    }
+    // Data of brokers whose pod is gone goes with their volume.
+    for gone in seen.iter().filter(|o| !pods_present.contains(o)) {
+        if kafka.has_run(*gone)
+            && !kafka.running_broker_ids().contains(gone)
+            && volumes.lost(*gone).await?
+        {
+            info!(
+                broker = gone,
+                "local kubelet: the broker's volume is gone, wiping its data"
+            );
+            kafka.wipe_broker(*gone)?;
         }
     }
     for new in wanted.difference(&running) {
