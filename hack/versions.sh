@@ -4,5 +4,5 @@ KUBERNETES_VERSION=v1.34.2
 ETCD_VERSION=v3.6.14
 KAFKA_VERSION=4.1.1
 # ZooKeeper-mode tests need the last Kafka line that still had ZooKeeper.
-KAFKA_ZK_VERSION=3.9.1
+KAFKA_ZK_VERSION=3.9.2
 ZOOKEEPER_VERSION=3.8.4

@@ -18,4 +18,4 @@ pub const KAFKA_VERSION: &str = "4.1.1";
 /// Default broker image in KRaft mode.
 pub const DEFAULT_IMAGE: &str = "apache/kafka:4.1.1";
 /// Default broker image in ZooKeeper mode: the last Kafka line that supports ZooKeeper.
-pub const DEFAULT_ZOOKEEPER_MODE_IMAGE: &str = "apache/kafka:3.9.1";
+pub const DEFAULT_ZOOKEEPER_MODE_IMAGE: &str = "apache/kafka:3.9.2";

@@ -96,7 +96,7 @@ pub fn zookeeper_mode_version() -> String {
     crate::api::DEFAULT_ZOOKEEPER_MODE_IMAGE
         .rsplit(':')
         .next()
-        .unwrap_or("3.9.1")
+        .unwrap_or("3.9.2")
         .to_string()
 }
 
@@ -819,7 +819,7 @@ mod tests {
 
     #[test]
     fn zookeeper_mode_uses_the_default_zookeeper_image_version() {
-        assert_eq!(zookeeper_mode_version(), "3.9.1");
+        assert_eq!(zookeeper_mode_version(), "3.9.2");
         assert!(!LocalKafkaOptions::zookeeper(3).cluster.is_kraft());
     }
 }
