@@ -104,6 +104,13 @@ fn notice(warning: bool, reason: &'static str, message: String) -> Notice {
     }
 }
 
+/// The operation is complete: nothing in progress any more, and an event says what was done.
+fn finish(out: &mut ScaleOutcome, reason: &'static str, message: String) {
+    out.notices.push(notice(false, reason, message));
+    out.operation = None;
+    out.busy = false;
+}
+
 /// The operation waits: Kafka cannot be asked (no broker ready yet).
 fn wait_for_kafka(mut op: Operation, mut out: ScaleOutcome) -> ScaleOutcome {
     op.waiting_for = Some("Kafka to be reachable".into());
@@ -465,17 +472,15 @@ async fn drain(
             if input.delete_drained_volumes {
                 out.delete_volumes_of = op.leaving_brokers.clone();
             }
-            out.notices.push(notice(
-                false,
+            finish(
+                &mut out,
                 "ScaledDown",
                 format!(
                     "removed broker(s) {} after moving {} partition(s) off them",
                     list(op.leaving_brokers.iter().copied()),
                     op.partitions_total
                 ),
-            ));
-            out.operation = None;
-            out.busy = false;
+            );
         }
     }
     Ok(out)
@@ -542,16 +547,14 @@ async fn grow(
                 return Ok(out);
             }
             if !input.rebalance.on_scale_up {
-                out.notices.push(notice(
-                    false,
+                finish(
+                    &mut out,
                     "ScaledUp",
                     format!(
                         "broker(s) {} joined; rebalance.onScaleUp is off, no partition moves",
                         list(op.arriving_brokers.iter().copied())
                     ),
-                ));
-                out.operation = None;
-                out.busy = false;
+                );
                 return Ok(out);
             }
             op.step = step::THROTTLING.into();
@@ -581,17 +584,15 @@ async fn grow(
                 return Ok(out);
             }
             settle(admin, &mut op, &mut out).await?;
-            out.notices.push(notice(
-                false,
+            finish(
+                &mut out,
                 "Rebalanced",
                 format!(
                     "broker(s) {} joined and took their share: {} partition(s) moved",
                     list(op.arriving_brokers.iter().copied()),
                     op.partitions_total
                 ),
-            ));
-            out.operation = None;
-            out.busy = false;
+            );
         }
     }
     Ok(out)
@@ -695,13 +696,11 @@ async fn change_replication(
                 .iter()
                 .map(|(t, rf)| format!("{t} -> {rf}"))
                 .collect();
-            out.notices.push(notice(
-                false,
+            finish(
+                &mut out,
                 "ReplicationFactorChanged",
                 format!("replication factors changed: {}", done.join(", ")),
-            ));
-            out.operation = None;
-            out.busy = false;
+            );
         }
     }
     Ok(out)
