@@ -66,7 +66,9 @@ pub struct PartitionState {
     pub isr: Vec<BrokerId>,
     /// None while the partition has no leader.
     pub leader: Option<BrokerId>,
-    /// Bytes on disk per replica, from DescribeLogDirs; brokers that did not answer are absent.
+    /// Bytes on disk per broker holding a log of the partition, from DescribeLogDirs: the
+    /// replicas, and for a short while after a move the broker it left (until that broker deletes
+    /// the stale log). Brokers that did not answer are absent.
     pub size_bytes: BTreeMap<BrokerId, u64>,
 }
 
