@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 
 use kafka_operator::api::{KafkaCluster, OperationKind, Phase};
 use kafka_operator::controller::Settings;
@@ -730,8 +730,221 @@ async fn scaling_moves_data_and_never_loses_it() {
         )
         .await;
 
+    scenarios
+        .run(
+            "a configuration change rolls the brokers one at a time, every partition kept in sync",
+            Box::pin(async {
+                // orders: 3 replicas, at least 2 in sync for a write.
+                bed.patch_spec(serde_json::json!({"topics": [{
+                    "name": "orders", "partitions": 12, "replicationFactor": 3,
+                    "config": {"min.insync.replicas": "2"},
+                }]}))
+                .await?;
+                wait_for("orders to require 2 in-sync replicas", LONG, || async {
+                    let configs = bed
+                        .admin
+                        .describe_configs(&[ConfigResource::Topic("orders".into())])
+                        .await?;
+                    let value = configs
+                        .values()
+                        .next()
+                        .and_then(|c| c.get("min.insync.replicas"))
+                        .and_then(|v| v.value.clone());
+                    Ok((value.as_deref() == Some("2")).then_some(()))
+                })
+                .await?;
+                let sts: Api<StatefulSet> = Api::namespaced(bed.client.clone(), NS);
+                let old_revision = sts
+                    .get(NAME)
+                    .await?
+                    .status
+                    .and_then(|s| s.update_revision)
+                    .context("no revision")?;
+
+                let watch = RollWatch::start(
+                    bed.client.clone(),
+                    Arc::new(bed.kubelet.kafka().lock().await.admin()?),
+                );
+                let stop = Arc::new(AtomicBool::new(false));
+                let producing = tokio::spawn({
+                    let bootstrap = bed.bootstrap.join(",");
+                    let stop = stop.clone();
+                    async move {
+                        let mut sent = HashSet::new();
+                        let mut next = 1_000_000;
+                        while !stop.load(Ordering::Relaxed) {
+                            sent.extend(
+                                produce(&bootstrap, "orders", next..next + 200, 200).await?,
+                            );
+                            next += 200;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        anyhow::Ok(sent)
+                    }
+                });
+                bed.patch_spec(serde_json::json!({"kafkaOptions": {"logRetentionHours": 200}}))
+                    .await?;
+                let new_revision = wait_for("a new broker template", LONG, || async {
+                    let revision = sts.get(NAME).await?.status.and_then(|s| s.update_revision);
+                    Ok(revision.filter(|r| *r != old_revision))
+                })
+                .await?;
+                let pods: Api<Pod> = Api::namespaced(bed.client.clone(), NS);
+                let roll = wait_for(
+                    "every broker pod to run the new template",
+                    Duration::from_secs(600),
+                    || async {
+                        let list = pods
+                            .list(
+                                &ListParams::default().labels("app.kubernetes.io/component=broker"),
+                            )
+                            .await?;
+                        let current = list
+                            .iter()
+                            .filter(|p| {
+                                p.labels().get("controller-revision-hash") == Some(&new_revision)
+                            })
+                            .count();
+                        Ok((current == 4).then_some(()))
+                    },
+                )
+                .await;
+                let settled = match roll {
+                    Ok(()) => bed.settled(4).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                stop.store(true, Ordering::Relaxed);
+                let sent_during_roll = producing.await??;
+                let violations = watch.finish().await?;
+                settled?;
+                ensure!(
+                    violations.is_empty(),
+                    "unsafe moments during the roll:\n{}",
+                    violations.join("\n")
+                );
+                ensure!(
+                    !sent_during_roll.is_empty(),
+                    "nothing was produced during the roll"
+                );
+                bed.sent
+                    .get_mut("orders")
+                    .context("orders")?
+                    .extend(sent_during_roll);
+
+                // Each broker restarted, and runs the new setting. The controllers get the
+                // spec's settings too, so they rolled as well, the active one last.
+                let ev = bed.events().await;
+                let restarts: Vec<&str> =
+                    ev.lines().filter(|l| l.starts_with("Restarting")).collect();
+                let pods = (0..4)
+                    .map(|b| format!("{NAME}-{b}"))
+                    .chain((0..3).map(|c| format!("{NAME}-controller-{c}")));
+                for pod in pods {
+                    ensure!(
+                        restarts.iter().any(|l| l.contains(&format!("pod {pod} "))),
+                        "no Restarting event for {pod} in\n{}",
+                        restarts.join("\n")
+                    );
+                }
+                ensure!(
+                    restarts
+                        .last()
+                        .is_some_and(|l| l.contains("active controller")),
+                    "the active controller was not restarted last:\n{}",
+                    restarts.join("\n")
+                );
+                for b in 0..4 {
+                    let configs = bed
+                        .admin
+                        .describe_configs(&[ConfigResource::Broker(b)])
+                        .await?;
+                    let value = configs
+                        .values()
+                        .next()
+                        .and_then(|c| c.get("log.retention.hours"))
+                        .and_then(|v| v.value.clone());
+                    ensure!(
+                        value.as_deref() == Some("200"),
+                        "broker {b} runs log.retention.hours {value:?}"
+                    );
+                }
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
     bed.stop_operator();
     scenarios.finish();
+}
+
+/// Watches a rolling restart: at most one Kafka pod is down at any moment, and no partition
+/// with several replicas drops below 2 in sync (orders needs 2 to take writes).
+struct RollWatch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Vec<String>, usize)>,
+}
+
+impl RollWatch {
+    fn start(client: Client, admin: Arc<KafkaClient>) -> RollWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut violations = Vec::new();
+            let mut samples = 0;
+            let pods: Api<Pod> = Api::namespaced(client, NS);
+            let selector = format!("app.kubernetes.io/instance={NAME}");
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+                    let ready = list.iter().filter(|p| pod_ready(p)).count();
+                    // 4 brokers and 3 controllers; a deleted pod not yet recreated is down too.
+                    if ready + 1 < 7 {
+                        let down: Vec<String> = list
+                            .iter()
+                            .filter(|p| !pod_ready(p))
+                            .map(|p| p.name_any())
+                            .collect();
+                        violations.push(format!(
+                            "{} of 7 Kafka pods ready (not ready: {down:?})",
+                            ready
+                        ));
+                    }
+                }
+                if let Ok(snap) = admin.snapshot().await {
+                    samples += 1;
+                    for (tp, p) in snap.partitions() {
+                        if p.replicas.len() >= 2 && p.isr.len() < 2 {
+                            violations.push(format!(
+                                "{tp}: in sync {:?} of replicas {:?}",
+                                p.isr, p.replicas
+                            ));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (violations, samples)
+        });
+        RollWatch { stop, task }
+    }
+
+    /// The violations seen; an error when Kafka could never be sampled.
+    async fn finish(self) -> anyhow::Result<Vec<String>> {
+        self.stop.store(true, Ordering::Relaxed);
+        let (violations, samples) = self.task.await?;
+        ensure!(
+            samples > 10,
+            "only {samples} snapshots taken during the roll"
+        );
+        Ok(violations)
+    }
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
 }
 
 /// Whether a drain has reached a point where the operator is killed.

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -353,6 +353,41 @@ async fn kraft_cluster_scales_up_refuses_to_shrink_and_rerenders_config() {
             .then_some(())
     })
     .await;
+    // The StatefulSets leave restarts to the operator (OnDelete), which restarts the pods one
+    // at a time (here none is ready, so none holds the roll back) until all run the new template.
+    let spec = statefulset(&client, ns, "kafka").await.spec.unwrap();
+    assert_eq!(
+        spec.update_strategy.unwrap().type_.as_deref(),
+        Some("OnDelete")
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    eventually(
+        "every broker pod to run the new template",
+        Duration::from_secs(120),
+        || {
+            let (pods, statefulsets) = (pods.clone(), statefulsets.clone());
+            async move {
+                let revision = statefulsets
+                    .get("kafka")
+                    .await
+                    .ok()?
+                    .status?
+                    .update_revision?;
+                let list = pods
+                    .list(&ListParams::default().labels("app.kubernetes.io/component=broker"))
+                    .await
+                    .ok()?;
+                let current = list.items.iter().filter(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.labels().get("controller-revision-hash") == Some(&revision)
+                });
+                (current.count() == 5).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(events(ns).await.contains("Restarting"));
 
     // A hand edit of an owned object is undone.
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);

@@ -60,6 +60,8 @@ pub enum Phase {
     Draining,
     /// A requested change cannot be carried out safely; see the conditions.
     Blocked,
+    /// Pods restart one at a time with a new template (configuration, image, resources).
+    Restarting,
     /// Some brokers are not ready.
     Degraded,
     /// The cluster is being deleted.
@@ -75,6 +77,7 @@ impl Phase {
             Phase::Rebalancing => "Rebalancing",
             Phase::Draining => "Draining",
             Phase::Blocked => "Blocked",
+            Phase::Restarting => "Restarting",
             Phase::Degraded => "Degraded",
             Phase::Deleting => "Deleting",
         }

@@ -33,7 +33,9 @@ pub use kafka::KafkaConnector;
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// One event recorder per distinct event message (see [`Context::event`]).
+    recorders: Mutex<HashMap<(String, String), Recorder>>,
+    reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub kafka: KafkaConnector,
     /// Consecutive failures per cluster, for exponential backoff.
@@ -47,7 +49,8 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorders: Mutex::new(HashMap::new()),
+            reporter,
             client,
             metrics,
             kafka: KafkaConnector::new(settings.kafka_bootstrap.clone(), settings.kafka_timeout),

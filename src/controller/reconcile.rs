@@ -1,6 +1,5 @@
 //! One reconcile of one KafkaCluster: validate -> build -> apply -> status.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,13 +8,14 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{
     self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy, TopicStatus,
 };
+use crate::operations::roll::{self, PodView, RollDecision};
 use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
 use crate::operations::topics::{
     STATE_ERROR, STATE_READY, delete_removed_topics, reconcile_topics, removed_topics,
@@ -108,6 +108,8 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         None
     };
 
+    let pods = kafka_pods(ctx, &cluster).await?;
+
     // Scaling: what the broker StatefulSet may run now, and the operation in progress.
     let input = ScaleInput {
         desired: cluster.broker_count,
@@ -119,7 +121,11 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
             .and_then(|s| s.replicas)
             .map(|r| r.max(previous.brokers)),
         ready_brokers: ready_now,
-        broker_pods: broker_pod_ordinals(ctx, &cluster).await?,
+        broker_pods: pods
+            .iter()
+            .filter(|p| role_of(p) == Some(Role::Broker))
+            .filter_map(ordinal_of)
+            .collect(),
         operation: previous.operation.clone(),
         rebalance: cluster.rebalance.clone(),
         kraft: cluster.is_kraft(),
@@ -189,6 +195,35 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
     remove_services_of_removed_brokers(ctx, &cluster, broker_replicas).await?;
     delete_volumes(ctx, &cluster, &outcome.delete_volumes_of).await?;
 
+    // Restarts for a new template, one pod at a time; not while partitions are moving.
+    let views = pod_views(&pods, &applied);
+    let absent = absent_pods(&pods, &applied);
+    let rollout = if outcome.operation.is_some() {
+        None
+    } else {
+        match roll::next_restart(admin.as_deref(), &views, &absent).await {
+            Ok(RollDecision::Done) => None,
+            Ok(RollDecision::Wait(why)) => Some(why),
+            Ok(RollDecision::Restart { pod, why }) => {
+                let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+                pods_api.delete(&pod, &DeleteParams::default()).await?;
+                let message = format!("restarting pod {pod} to apply its new template: {why}");
+                info!(%namespace, %name, "{message}");
+                ctx.event(
+                    &kc,
+                    EventType::Normal,
+                    "Restarting",
+                    "Restart",
+                    message.clone(),
+                )
+                .await;
+                Some(message)
+            }
+            Err(e) => Some(format!("waiting for Kafka to check the next restart: {e}")),
+        }
+    };
+    let rolled_out = !views.iter().any(|v| !v.current);
+
     // Topics, once Kafka answers and no broker is leaving.
     if let Some(admin) = admin.as_deref()
         && outcome.operation.is_none()
@@ -253,7 +288,8 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         ready_brokers: ready(broker_sts),
         desired_controllers: cluster.controller_count(),
         ready_controllers: ready(controller_sts),
-        rolled_out: applied.iter().all(rolled_out),
+        rolled_out,
+        rollout: rollout.clone(),
         scale_down_blocked: outcome.blocked.clone(),
         invalid_spec: None,
         operation: outcome.operation.clone(),
@@ -281,13 +317,15 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         .iter()
         .any(|t| t.state != STATE_READY && t.state != STATE_ERROR);
     let phase = finish_status(&kc, ctx, status, &observed).await?;
-    Ok(Action::requeue(if outcome.operation.is_some() {
-        OPERATION_POLL
-    } else if phase == Phase::Running && !outcome.busy && !topics_settling {
-        RESYNC
-    } else {
-        PROGRESS
-    }))
+    Ok(Action::requeue(
+        if outcome.operation.is_some() || !rolled_out {
+            OPERATION_POLL
+        } else if phase == Phase::Running && !outcome.busy && !topics_settling {
+            RESYNC
+        } else {
+            PROGRESS
+        },
+    ))
 }
 
 /// Runs when the KafkaCluster is deleted: owned objects go with it through their owner
@@ -327,28 +365,84 @@ pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Act
     Ok(Action::await_change())
 }
 
-/// Whether a StatefulSet runs its current template on every pod.
-fn rolled_out(sts: &StatefulSet) -> bool {
-    let Some(status) = &sts.status else {
-        return false;
-    };
-    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-    status.observed_generation >= sts.metadata.generation
-        && status.current_revision == status.update_revision
-        && status.updated_replicas.unwrap_or(0) >= replicas
-}
-
-/// Ordinals of the broker pods that exist.
-async fn broker_pod_ordinals(ctx: &Context, cluster: &Cluster) -> Result<BTreeSet<i32>> {
+/// The Kafka pods (brokers and controllers) of a cluster.
+async fn kafka_pods(ctx: &Context, cluster: &Cluster) -> Result<Vec<Pod>> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
-    let selector = names::selector_string(&names::selector_labels(&cluster.name, Role::Broker));
+    let selector = format!("{LABEL_INSTANCE}={}", cluster.name);
     Ok(pods
         .list(&ListParams::default().labels(&selector))
         .await?
-        .iter()
-        .filter_map(|p| p.name_any().rsplit('-').next()?.parse().ok())
+        .items
+        .into_iter()
+        .filter(|p| role_of(p).is_some())
         .collect())
 }
+
+fn role_of(pod: &Pod) -> Option<Role> {
+    match pod.labels().get(LABEL_COMPONENT).map(String::as_str) {
+        Some("broker") => Some(Role::Broker),
+        Some("controller") => Some(Role::Controller),
+        _ => None,
+    }
+}
+
+fn ordinal_of(pod: &Pod) -> Option<i32> {
+    pod.name_any().rsplit('-').next()?.parse().ok()
+}
+
+/// What the roll needs to know of each pod: does it run its StatefulSet's current template
+/// (the `controller-revision-hash` label against the StatefulSet's update revision), is it
+/// ready, is it going away.
+fn pod_views(pods: &[Pod], statefulsets: &[StatefulSet]) -> Vec<PodView> {
+    pods.iter()
+        .filter_map(|pod| {
+            let role = role_of(pod)?;
+            let sts_name = pod
+                .metadata
+                .owner_references
+                .as_ref()?
+                .iter()
+                .find(|o| o.kind == "StatefulSet")?
+                .name
+                .clone();
+            let update_revision = statefulsets
+                .iter()
+                .find(|s| s.name_any() == sts_name)
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.update_revision.clone());
+            let revision = pod.labels().get(REVISION_LABEL);
+            Some(PodView {
+                name: pod.name_any(),
+                role,
+                ordinal: ordinal_of(pod)?,
+                current: update_revision.is_none() || revision == update_revision.as_ref(),
+                ready: pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                    .is_some_and(|c| c.status == "True"),
+                terminating: pod.metadata.deletion_timestamp.is_some(),
+            })
+        })
+        .collect()
+}
+
+/// Pods the StatefulSets should run (ordinals below their replicas) that do not exist.
+fn absent_pods(pods: &[Pod], statefulsets: &[StatefulSet]) -> Vec<String> {
+    statefulsets
+        .iter()
+        .flat_map(|sts| {
+            let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+            let name = sts.name_any();
+            (0..replicas).map(move |o| format!("{name}-{o}"))
+        })
+        .filter(|name| !pods.iter().any(|p| p.name_any() == *name))
+        .collect()
+}
+
+/// Label the StatefulSet controller puts on each pod: the revision of its template.
+const REVISION_LABEL: &str = "controller-revision-hash";
 
 /// Deletes the volumes of drained and removed brokers.
 async fn delete_volumes(ctx: &Context, cluster: &Cluster, ordinals: &[i32]) -> Result<()> {
@@ -514,6 +608,11 @@ fn new_cluster_id() -> String {
 
 impl Context {
     /// Publishes an event on the KafkaCluster; a failure to publish is logged, not fatal.
+    ///
+    /// kube's recorder folds every repeat of a reason on an object into one event series that
+    /// keeps its first message, which would hide, say, all but the first pod of a rolling
+    /// restart. So each distinct message gets a recorder of its own: repeats of the same message
+    /// still fold into one series, different messages stay apart.
     pub async fn event(
         &self,
         kc: &KafkaCluster,
@@ -529,7 +628,18 @@ impl Context {
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &kc.object_ref(&())).await {
+        let recorder = {
+            let mut recorders = self.recorders.lock().expect("recorders lock");
+            // The recorders' own caches forget after minutes; forget whole recorders in bulk.
+            if recorders.len() > 512 {
+                recorders.clear();
+            }
+            recorders
+                .entry((reason.to_string(), event.note.clone().unwrap_or_default()))
+                .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
+                .clone()
+        };
+        if let Err(e) = recorder.publish(&event, &kc.object_ref(&())).await {
             warn!(reason, "could not publish event: {e}");
         }
     }

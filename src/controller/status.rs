@@ -21,8 +21,10 @@ pub struct Observed {
     pub ready_brokers: i32,
     pub desired_controllers: i32,
     pub ready_controllers: i32,
-    /// Whether the broker pods run the current configuration everywhere.
+    /// Whether every Kafka pod runs its current template.
     pub rolled_out: bool,
+    /// Where a rolling restart stands, while one is due.
+    pub rollout: Option<String>,
     /// Why a requested scale-down is not carried out, when it is not.
     pub scale_down_blocked: Option<String>,
     /// Why the spec cannot be acted on, when it cannot.
@@ -112,7 +114,7 @@ pub fn assess(observed: &Observed, previous: Option<Phase>) -> Assessment {
 
     let all_brokers_ready = o.ready_brokers >= o.broker_replicas && o.broker_replicas > 0;
     let controllers_ready = o.ready_controllers >= o.desired_controllers;
-    let all_ready = all_brokers_ready && controllers_ready && o.rolled_out;
+    let all_ready = all_brokers_ready && controllers_ready;
     let scaling_up = o.broker_replicas > o.ready_brokers
         && (previous == Some(Phase::ScalingUp)
             || matches!(previous, Some(Phase::Running) | Some(Phase::Degraded))
@@ -123,10 +125,12 @@ pub fn assess(observed: &Observed, previous: Option<Phase>) -> Assessment {
         operation_phase(op)
     } else if o.scale_down_blocked.is_some() {
         Phase::Blocked
-    } else if all_ready {
+    } else if all_ready && o.rolled_out {
         Phase::Running
     } else if never_ready {
         Phase::Creating
+    } else if !o.rolled_out {
+        Phase::Restarting
     } else if scaling_up && controllers_ready {
         Phase::ScalingUp
     } else {
@@ -165,7 +169,9 @@ pub fn assess(observed: &Observed, previous: Option<Phase>) -> Assessment {
             RECONCILING,
             true,
             "RollingUpdate",
-            "brokers are restarting one at a time with the new configuration".into(),
+            o.rollout
+                .clone()
+                .unwrap_or_else(|| "pods restart one at a time with their new template".into()),
         ),
         _ => condition(
             RECONCILING,
@@ -316,5 +322,16 @@ mod tests {
         let ready = third.iter().find(|c| c.type_ == READY).unwrap();
         assert_eq!(ready.last_transition_time, Time(t1));
         assert_eq!(ready.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_rolling_restart_is_not_degraded() {
+        let mut o = observed(3, 2);
+        o.rolled_out = false;
+        o.rollout = Some("restarting pod kafka-1".into());
+        let a = assess(&o, Some(Phase::Running));
+        assert_eq!(a.phase, Phase::Restarting);
+        assert_eq!(status_of(&a, RECONCILING), (true, "RollingUpdate".into()));
+        assert!(!status_of(&a, DEGRADED).0);
     }
 }

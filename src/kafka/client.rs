@@ -24,14 +24,18 @@ use futures::future::join_all;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
+use kafka_protocol::messages::describe_quorum_request::{
+    PartitionData as QuorumPartition, TopicData as QuorumTopic,
+};
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeLogDirsRequest, ElectLeadersRequest, IncrementalAlterConfigsRequest,
-    ListPartitionReassignmentsRequest, TopicName, UnregisterBrokerRequest,
+    DescribeLogDirsRequest, DescribeQuorumRequest, ElectLeadersRequest,
+    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, TopicName,
+    UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientConfig;
@@ -992,6 +996,39 @@ impl KafkaAdmin for KafkaClient {
                 ));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn quorum_leader(&self) -> Result<Option<BrokerId>> {
+        self.bounded("DescribeQuorum", async {
+            let mut conn = self.connect_any().await?;
+            let request = DescribeQuorumRequest::default().with_topics(vec![
+                QuorumTopic::default()
+                    .with_topic_name(topic_name("__cluster_metadata"))
+                    .with_partitions(vec![QuorumPartition::default().with_partition_index(0)]),
+            ]);
+            let response = match conn.send(&request).await {
+                Err(KafkaError::Unsupported(_)) => {
+                    return Err(KafkaError::Unsupported(
+                        "the cluster has no KRaft quorum to describe (ZooKeeper mode)".into(),
+                    ));
+                }
+                other => other?,
+            };
+            if response.error_code != 0 {
+                return Err(KafkaError::from_code(
+                    "DescribeQuorum".to_string(),
+                    response.error_code,
+                    response.error_message.map(|m| m.to_string()),
+                ));
+            }
+            Ok(response
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .map(|p| p.leader_id.0)
+                .filter(|id| *id >= 0))
         })
         .await
     }

@@ -310,4 +310,8 @@ pub trait KafkaAdmin: Send + Sync {
     /// Removes a broker's registration from the KRaft metadata (after it was drained and
     /// stopped). Fails with [`KafkaError::Unsupported`] in ZooKeeper mode.
     async fn unregister_broker(&self, broker: BrokerId) -> Result<()>;
+
+    /// Node id of the active KRaft controller (the metadata quorum's leader), None while the
+    /// quorum has no leader. Fails with [`KafkaError::Unsupported`] in ZooKeeper mode.
+    async fn quorum_leader(&self) -> Result<Option<BrokerId>>;
 }

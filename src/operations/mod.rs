@@ -1,6 +1,8 @@
 //! Long-running work against Kafka, as resumable steps whose state lives in the KafkaCluster
-//! status: topic reconciliation and changing the broker count without losing data.
+//! status (or in Kafka itself): topic reconciliation, changing the broker count without losing
+//! data, and rolling restarts that keep every partition in sync.
 
 pub mod batch;
+pub mod roll;
 pub mod scale;
 pub mod topics;

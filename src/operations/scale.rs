@@ -26,6 +26,7 @@ use crate::kafka::{
 use crate::planner::{self, PartitionAssignment, PlanRequest};
 
 use super::batch::{PendingMove, next_batch};
+use super::roll::min_insync_replicas;
 
 /// How long one round waits for brokers to apply a new throttle before trying again later.
 const THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -269,24 +270,7 @@ async fn feasibility(
             )));
         }
     }
-    let resources: Vec<ConfigResource> = snapshot
-        .topics
-        .keys()
-        .map(|t| ConfigResource::Topic(t.clone()))
-        .collect();
-    if resources.is_empty() {
-        return Ok(None);
-    }
-    let configs = admin.describe_configs(&resources).await?;
-    for (resource, entries) in &configs {
-        let ConfigResource::Topic(topic) = resource else {
-            continue;
-        };
-        let min_isr = entries
-            .get("min.insync.replicas")
-            .and_then(|v| v.value.as_deref())
-            .and_then(|v| v.parse::<i32>().ok())
-            .unwrap_or(1);
+    for (topic, min_isr) in min_insync_replicas(admin, snapshot).await? {
         if min_isr > remaining {
             return Ok(Some(format!(
                 "cannot scale to {remaining} broker(s): topic {topic} has min.insync.replicas {min_isr}, so no write with acks=all could succeed; lower min.insync.replicas to at most {remaining} first, or keep at least {min_isr} brokers"

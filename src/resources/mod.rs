@@ -42,7 +42,14 @@ pub struct BuildInputs {
 
 /// Builds every object of a cluster.
 pub fn build(cluster: &Cluster, inputs: &BuildInputs) -> Objects {
-    let data = configmap::config_data(cluster);
+    // Defaults sized by the broker count (internal topics' replication) follow the brokers that
+    // run, not the count asked for: a refused or pending scale-down changes no configuration and
+    // restarts no broker.
+    let running = Cluster {
+        broker_count: inputs.broker_replicas,
+        ..cluster.clone()
+    };
+    let data = configmap::config_data(&running);
     let hash_of = |role: Role| {
         let keys: &[&str] = match role {
             Role::Broker => &["broker.properties", "start.sh", "jmx-exporter.yaml"],
@@ -313,6 +320,11 @@ mod tests {
         assert_eq!(hash(&a, 1), hash(&objects("brokerCount: 3", 3), 1));
         // A broker count change alone does not restart the controllers.
         assert_eq!(hash(&a, 0), hash(&objects("brokerCount: 3", 4), 0));
+        // A scale-down asked for but not carried out yet (the StatefulSet still runs 3)
+        // restarts nothing, even where the count sizes internal topics' defaults.
+        let asked = objects("brokerCount: 2", 3);
+        assert_eq!(hash(&a, 0), hash(&asked, 0));
+        assert_eq!(hash(&a, 1), hash(&asked, 1));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -298,6 +299,12 @@ fn build(
             // Kafka nodes find each other by themselves; starting them one by one only slows a
             // cold start and can deadlock a controller quorum waiting for a majority.
             pod_management_policy: Some("Parallel".into()),
+            // The operator restarts pods itself, one at a time and only when every partition
+            // stays in sync (operations::roll); a RollingUpdate would only look at readiness.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..Default::default()
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector),
                 ..Default::default()

@@ -543,6 +543,60 @@ impl LocalKafka {
         Ok(())
     }
 
+    /// Takes the settings of `cluster` (the spec as it is now): every node started from here on
+    /// renders its configuration from them, as a pod recreated from a new template would. The
+    /// local metadata quorum (its ZooKeeper address, its controllers) stays as it is.
+    pub fn reconfigure(&mut self, mut cluster: Cluster) {
+        cluster.mode = self.cluster.mode.clone();
+        self.cluster = cluster;
+    }
+
+    /// Ordinals of the KRaft controllers whose process runs.
+    pub fn running_controllers(&self) -> BTreeSet<i32> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == Role::Controller && n.process.is_some())
+            .map(|n| n.ordinal)
+            .collect()
+    }
+
+    /// Restarts KRaft controller `ordinal` with its data and a freshly rendered configuration
+    /// (SIGTERM first, like a pod deletion); waits until its controller listener accepts
+    /// connections again.
+    pub async fn restart_controller(&mut self, ordinal: i32) -> anyhow::Result<()> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.role == Role::Controller && n.ordinal == ordinal)
+            .with_context(|| format!("controller {ordinal} never ran here"))?;
+        if let Some(mut p) = node.process.take() {
+            p.stop(STOP_GRACE).await;
+        }
+        self.start_nodes(&[(Role::Controller, ordinal)]).await?;
+        let port = self.env().port(
+            Role::Controller,
+            Node::Ordinal(ordinal),
+            Listener::Controller,
+        );
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            let exited = self
+                .nodes
+                .iter_mut()
+                .find(|n| n.role == Role::Controller && n.ordinal == ordinal)
+                .and_then(|n| n.process.as_mut())
+                .is_none_or(|p| p.has_exited());
+            if exited || Instant::now() > deadline {
+                bail!("controller {ordinal} did not start again");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
     /// Whether broker `id` ran here before (so it restarts with its data).
     pub fn has_run(&self, id: i32) -> bool {
         self.node_dir(Role::Broker, id).exists()

@@ -4,11 +4,13 @@
 //!
 //! A broker pod that exists gets a running broker (its data kept across restarts); a pod that
 //! is gone gets its broker stopped, as a kubelet would, and its data deleted once its volume is
-//! gone (at once with `storageClass: emptyDir`, else when its PersistentVolumeClaim is deleted). The pod's Ready condition follows the
-//! broker. Controller pods are ready while the local controller quorum runs. Tests can hold a
+//! gone (at once with `storageClass: emptyDir`, else when its PersistentVolumeClaim is
+//! deleted). A pod recreated under the same name (a new UID: the operator deleted it to roll
+//! it) gets its broker or controller restarted with the configuration rendered from the
+//! KafkaCluster as it is now. A pod's Ready condition follows its process. Tests can hold a
 //! broker down ([`LocalKubelet::hold_down`]) to play a failed node.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::api::Storage;
+use crate::api::{KafkaCluster, Storage, validate};
 use crate::resources::names::{self, LABEL_COMPONENT, LABEL_INSTANCE, Role};
 
 use super::kafka::LocalKafka;
@@ -43,7 +45,9 @@ impl LocalKubelet {
         let kafka = Arc::new(Mutex::new(kafka));
         let held = Arc::new(Mutex::new(BTreeSet::new()));
         let mut seen = BTreeSet::new();
+        let mut uids = BTreeMap::new();
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), namespace);
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, namespace);
         let cluster = cluster.to_string();
         let task = tokio::spawn({
@@ -56,7 +60,11 @@ impl LocalKubelet {
                         cluster: &cluster,
                         ephemeral,
                     };
-                    if let Err(e) = sync(&pods, &volumes, &kafka, &held, &mut seen).await {
+                    let state = State {
+                        seen: &mut seen,
+                        uids: &mut uids,
+                    };
+                    if let Err(e) = sync(&pods, &clusters, &volumes, &kafka, &held, state).await {
                         warn!("local kubelet: {e:#}");
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -98,7 +106,7 @@ fn ordinal(pod: &Pod) -> Option<i32> {
     pod.name_any().rsplit('-').next()?.parse().ok()
 }
 
-fn role(pod: &Pod) -> Option<Role> {
+fn role_of(pod: &Pod) -> Option<Role> {
     match pod.labels().get(LABEL_COMPONENT).map(String::as_str) {
         Some("broker") => Some(Role::Broker),
         Some("controller") => Some(Role::Controller),
@@ -133,25 +141,70 @@ impl Volumes<'_> {
     }
 }
 
+/// What the kubelet remembers between rounds.
+struct State<'a> {
+    /// Broker ordinals whose pod it has seen: their processes are its business.
+    seen: &'a mut BTreeSet<i32>,
+    /// The UID of the pod each running process belongs to.
+    uids: &'a mut BTreeMap<(Role, i32), String>,
+}
+
+/// Renders nodes from the KafkaCluster as it is now, before (re)starting any.
+async fn refresh_config(
+    clusters: &Api<KafkaCluster>,
+    name: &str,
+    kafka: &mut LocalKafka,
+) -> anyhow::Result<()> {
+    let kc = clusters.get(name).await?;
+    match validate(&kc) {
+        Ok(cluster) => kafka.reconfigure(cluster),
+        Err(e) => warn!("local kubelet: keeping the last valid configuration: {e}"),
+    }
+    Ok(())
+}
+
 async fn sync(
     pods: &Api<Pod>,
+    clusters: &Api<KafkaCluster>,
     volumes: &Volumes<'_>,
     kafka: &Mutex<LocalKafka>,
     held: &Mutex<BTreeSet<i32>>,
-    seen: &mut BTreeSet<i32>,
+    state: State<'_>,
 ) -> anyhow::Result<()> {
+    let State { seen, uids } = state;
     let selector = format!("{LABEL_INSTANCE}={}", volumes.cluster);
     let list = pods.list(&ListParams::default().labels(&selector)).await?;
     let held = held.lock().await.clone();
-    let pods_present: BTreeSet<i32> = list
-        .iter()
-        .filter(|p| role(p) == Some(Role::Broker) && p.metadata.deletion_timestamp.is_none())
-        .filter_map(ordinal)
-        .collect();
+    let live = |role: Role| {
+        list.iter()
+            .filter(move |p| role_of(p) == Some(role) && p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| Some((ordinal(p)?, p.uid()?)))
+            .collect::<BTreeMap<i32, String>>()
+    };
+    let broker_pods = live(Role::Broker);
+    let controller_pods = live(Role::Controller);
+    let pods_present: BTreeSet<i32> = broker_pods.keys().copied().collect();
     let wanted: BTreeSet<i32> = pods_present.difference(&held).copied().collect();
     seen.extend(pods_present.iter().copied());
 
     let mut kafka = kafka.lock().await;
+    // A broker that runs for a pod that has been replaced stops, and starts below for the new
+    // pod. Brokers started before their pods existed belong to the first pod seen.
+    for (o, uid) in &broker_pods {
+        if !kafka.running_broker_ids().contains(o) {
+            continue;
+        }
+        let owner = uids
+            .entry((Role::Broker, *o))
+            .or_insert_with(|| uid.clone());
+        if owner != uid {
+            info!(
+                broker = o,
+                "local kubelet: the pod was recreated, restarting the broker"
+            );
+            kafka.stop_broker(*o).await?;
+        }
+    }
     let running = kafka.running_broker_ids();
     // Only brokers of pods this kubelet has seen are its business (brokers started before
     // their pods existed keep running).
@@ -172,24 +225,59 @@ async fn sync(
             kafka.wipe_broker(*gone)?;
         }
     }
-    for new in wanted.difference(&running) {
+    let to_start: Vec<i32> = wanted
+        .difference(&kafka.running_broker_ids())
+        .copied()
+        .collect();
+    if !to_start.is_empty() {
+        refresh_config(clusters, volumes.cluster, &mut kafka).await?;
+    }
+    for new in to_start {
         info!(
             broker = new,
-            "local kubelet: starting the broker of a new pod"
+            "local kubelet: starting the broker of its pod"
         );
-        if kafka.has_run(*new) {
-            kafka.start_broker(*new).await?;
+        if kafka.has_run(new) {
+            kafka.start_broker(new).await?;
         } else {
-            kafka.add_broker(*new).await?;
+            kafka.add_broker(new).await?;
+        }
+        uids.insert((Role::Broker, new), broker_pods[&new].clone());
+    }
+    // Controllers: restarted in place when their pod was recreated.
+    for (o, uid) in &controller_pods {
+        if !kafka.running_controllers().contains(o) {
+            continue;
+        }
+        let owner = uids
+            .entry((Role::Controller, *o))
+            .or_insert_with(|| uid.clone());
+        if owner != uid {
+            info!(
+                controller = o,
+                "local kubelet: the pod was recreated, restarting the controller"
+            );
+            refresh_config(clusters, volumes.cluster, &mut kafka).await?;
+            kafka.restart_controller(*o).await?;
+            *owner = uid.clone();
         }
     }
     let running = kafka.running_broker_ids();
+    let controllers = kafka.running_controllers();
     drop(kafka);
 
     for pod in &list {
-        let ready = match role(pod) {
-            Some(Role::Broker) => ordinal(pod).is_some_and(|o| running.contains(&o)),
-            Some(Role::Controller) => true,
+        // A pod is ready when its own process runs.
+        let runs_for = |role: Role, running: &BTreeSet<i32>| {
+            ordinal(pod).is_some_and(|o| {
+                running.contains(&o)
+                    && pod.uid().is_some()
+                    && uids.get(&(role, o)) == pod.uid().as_ref()
+            })
+        };
+        let ready = match role_of(pod) {
+            Some(Role::Broker) => runs_for(Role::Broker, &running),
+            Some(Role::Controller) => runs_for(Role::Controller, &controllers),
             None => continue,
         };
         if ready != is_ready(pod) {

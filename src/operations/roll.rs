@@ -1,0 +1,329 @@
+//! Safe rolling restarts: pods that run an old template are restarted by the operator, one at
+//! a time, never taking a partition below its `min.insync.replicas`.
+//!
+//! The StatefulSets use the `OnDelete` update strategy, so Kubernetes never restarts a Kafka
+//! pod by itself (its RollingUpdate only looks at pod readiness, not at Kafka). Each round the
+//! operator picks at most one pod to delete; the StatefulSet recreates it with the new
+//! template. Order: pods that are not ready first (they serve nothing), then brokers, each only
+//! when every partition it holds keeps at least `min.insync.replicas` in-sync replicas without
+//! it, then KRaft controllers, the active one last.
+
+use std::collections::BTreeMap;
+
+use crate::kafka::{BrokerId, ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaError};
+use crate::resources::names::Role;
+
+/// What the operator sees of one Kafka pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodView {
+    pub name: String,
+    pub role: Role,
+    pub ordinal: i32,
+    /// Runs the StatefulSet's current template.
+    pub current: bool,
+    pub ready: bool,
+    pub terminating: bool,
+}
+
+/// What to do now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollDecision {
+    /// Every pod runs its current template.
+    Done,
+    /// A restart is due but not safe or not possible yet; why, as a sentence.
+    Wait(String),
+    /// Delete this pod; the StatefulSet recreates it with the current template.
+    Restart { pod: String, why: String },
+}
+
+/// Picks the next pod to restart, if any may be restarted now. `absent` names the pods the
+/// StatefulSets should have but that do not exist (yet): a pod just deleted is absent until
+/// the StatefulSet recreates it, and no other restart starts meanwhile.
+pub async fn next_restart(
+    admin: Option<&dyn KafkaAdmin>,
+    pods: &[PodView],
+    absent: &[String],
+) -> Result<RollDecision, KafkaError> {
+    let mut outdated: Vec<&PodView> = pods.iter().filter(|p| !p.current).collect();
+    if outdated.is_empty() {
+        return Ok(RollDecision::Done);
+    }
+    if let Some(p) = absent.first() {
+        return Ok(RollDecision::Wait(format!(
+            "waiting for pod {p} to be created"
+        )));
+    }
+    // Brokers before controllers, in ordinal order.
+    outdated.sort_by_key(|p| (p.role != Role::Broker, p.ordinal));
+    if let Some(p) = pods.iter().find(|p| p.terminating) {
+        return Ok(RollDecision::Wait(format!(
+            "waiting for pod {} to restart",
+            p.name
+        )));
+    }
+    if let Some(p) = outdated.iter().find(|p| !p.ready) {
+        return Ok(RollDecision::Restart {
+            pod: p.name.clone(),
+            why: "it is not ready, so restarting it takes nothing offline".into(),
+        });
+    }
+    if let Some(p) = pods.iter().find(|p| !p.ready) {
+        return Ok(RollDecision::Wait(format!(
+            "waiting for pod {} to be ready before the next restart",
+            p.name
+        )));
+    }
+    let Some(admin) = admin else {
+        return Ok(RollDecision::Wait(
+            "waiting for Kafka to be reachable, to check that a restart keeps every partition in sync".into(),
+        ));
+    };
+
+    let brokers: Vec<&PodView> = outdated
+        .iter()
+        .copied()
+        .filter(|p| p.role == Role::Broker)
+        .collect();
+    if !brokers.is_empty() {
+        let snapshot = admin.snapshot().await?;
+        let min_isr = min_insync_replicas(admin, &snapshot).await?;
+        let mut reasons = Vec::new();
+        for pod in brokers {
+            match why_not_restart(&snapshot, &min_isr, pod.ordinal) {
+                None => {
+                    return Ok(RollDecision::Restart {
+                        pod: pod.name.clone(),
+                        why: "every partition it holds keeps min.insync.replicas in-sync replicas without it".into(),
+                    });
+                }
+                Some(why) => reasons.push(why),
+            }
+        }
+        return Ok(RollDecision::Wait(format!(
+            "waiting: {}",
+            reasons.join("; ")
+        )));
+    }
+
+    // Controllers: a majority stays up (all are ready, one goes), the active one goes last.
+    let leader = admin.quorum_leader().await?;
+    let controllers: Vec<&PodView> = outdated
+        .iter()
+        .copied()
+        .filter(|p| p.role == Role::Controller)
+        .collect();
+    let pick = controllers
+        .iter()
+        .find(|p| {
+            Some(crate::resources::config::node_id(
+                Role::Controller,
+                p.ordinal,
+            )) != leader
+        })
+        .or(controllers.first());
+    Ok(match pick {
+        Some(p) => RollDecision::Restart {
+            pod: p.name.clone(),
+            why: if Some(crate::resources::config::node_id(
+                Role::Controller,
+                p.ordinal,
+            )) == leader
+            {
+                "it is the active controller, restarted last".into()
+            } else {
+                "the quorum keeps a majority without it".into()
+            },
+        },
+        None => RollDecision::Done,
+    })
+}
+
+/// Why `broker` may not be restarted now, or None when it may: a partition it holds would be
+/// left with fewer in-sync replicas than its `min.insync.replicas`, or another replica of such a
+/// partition is still catching up (after the previous restart, say), so the restart would cut
+/// the partition's redundancy further. Partitions with a single replica cannot stay available
+/// through any restart and do not hold the roll back.
+pub fn why_not_restart(
+    snapshot: &ClusterSnapshot,
+    min_isr: &BTreeMap<String, i32>,
+    broker: BrokerId,
+) -> Option<String> {
+    for (tp, p) in snapshot.partitions() {
+        if !p.replicas.contains(&broker) || p.replicas.len() < 2 {
+            continue;
+        }
+        let remaining = p.isr.iter().filter(|r| **r != broker).count() as i32;
+        let needed = min_isr.get(&tp.topic).copied().unwrap_or(1);
+        if remaining < needed {
+            return Some(format!(
+                "restarting broker {broker} would leave {tp} with {remaining} in-sync replica(s), below its min.insync.replicas {needed}"
+            ));
+        }
+        if let Some(lagging) = p
+            .replicas
+            .iter()
+            .find(|r| **r != broker && !p.isr.contains(r))
+        {
+            return Some(format!(
+                "broker {lagging} is not yet in sync on {tp}, which broker {broker} also holds"
+            ));
+        }
+    }
+    None
+}
+
+/// The effective `min.insync.replicas` of every topic.
+pub async fn min_insync_replicas(
+    admin: &dyn KafkaAdmin,
+    snapshot: &ClusterSnapshot,
+) -> Result<BTreeMap<String, i32>, KafkaError> {
+    let resources: Vec<ConfigResource> = snapshot
+        .topics
+        .keys()
+        .map(|t| ConfigResource::Topic(t.clone()))
+        .collect();
+    if resources.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(admin
+        .describe_configs(&resources)
+        .await?
+        .into_iter()
+        .filter_map(|(r, entries)| {
+            let ConfigResource::Topic(topic) = r else {
+                return None;
+            };
+            let value = entries
+                .get("min.insync.replicas")
+                .and_then(|v| v.value.as_deref())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            Some((topic, value))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::{PartitionState, TopicState};
+
+    fn pod(role: Role, ordinal: i32, current: bool, ready: bool) -> PodView {
+        PodView {
+            name: format!("{}-{ordinal}", role.as_str()),
+            role,
+            ordinal,
+            current,
+            ready,
+            terminating: false,
+        }
+    }
+
+    fn snapshot(partitions: &[(&[i32], &[i32])]) -> ClusterSnapshot {
+        let mut s = ClusterSnapshot::default();
+        s.topics.insert(
+            "t".into(),
+            TopicState {
+                name: "t".into(),
+                internal: false,
+                partitions: partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (replicas, isr))| PartitionState {
+                        partition: i as i32,
+                        replicas: replicas.to_vec(),
+                        isr: isr.to_vec(),
+                        leader: isr.first().copied(),
+                        size_bytes: BTreeMap::new(),
+                    })
+                    .collect(),
+            },
+        );
+        s
+    }
+
+    #[tokio::test]
+    async fn nothing_to_do_when_all_pods_are_current() {
+        let pods = [
+            pod(Role::Broker, 0, true, true),
+            pod(Role::Controller, 0, true, false),
+        ];
+        assert_eq!(
+            next_restart(None, &pods, &[]).await.unwrap(),
+            RollDecision::Done
+        );
+    }
+
+    #[tokio::test]
+    async fn not_ready_outdated_pods_go_first_without_asking_kafka() {
+        let pods = [
+            pod(Role::Broker, 0, false, true),
+            pod(Role::Broker, 1, false, false),
+        ];
+        match next_restart(None, &pods, &[]).await.unwrap() {
+            RollDecision::Restart { pod, .. } => assert_eq!(pod, "broker-1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_at_a_time() {
+        let mut restarting = pod(Role::Broker, 1, true, false);
+        restarting.terminating = true;
+        let pods = [pod(Role::Broker, 0, false, true), restarting];
+        assert!(matches!(
+            next_restart(None, &pods, &[]).await.unwrap(),
+            RollDecision::Wait(_)
+        ));
+        // So does a pod deleted and not yet recreated.
+        let pods = [
+            pod(Role::Broker, 0, false, true),
+            pod(Role::Broker, 2, false, true),
+        ];
+        match next_restart(None, &pods, &["broker-1".to_string()])
+            .await
+            .unwrap()
+        {
+            RollDecision::Wait(why) => assert!(why.contains("broker-1"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A current pod that is not ready also holds the roll back.
+        let pods = [
+            pod(Role::Broker, 0, false, true),
+            pod(Role::Broker, 1, true, false),
+        ];
+        match next_restart(None, &pods, &[]).await.unwrap() {
+            RollDecision::Wait(why) => assert!(why.contains("broker-1"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn min_isr_guards_each_broker() {
+        let min_isr = BTreeMap::from([("t".to_string(), 2)]);
+        // Partition 0 is fully in sync on 0,1,2; partition 1 has lost broker 2.
+        let s = snapshot(&[(&[0, 1, 2], &[0, 1, 2]), (&[0, 1, 2], &[0, 1])]);
+        // Broker 2 is the one catching up: restarting it costs nothing in sync.
+        assert!(why_not_restart(&s, &min_isr, 2).is_none());
+        let why = why_not_restart(&s, &min_isr, 0).unwrap();
+        assert!(
+            why.contains("t-1") && why.contains("min.insync.replicas 2"),
+            "{why}"
+        );
+        // A single-replica partition cannot be kept up by any order: it does not block.
+        let s = snapshot(&[(&[1], &[1])]);
+        assert!(why_not_restart(&s, &min_isr, 1).is_none());
+    }
+
+    #[test]
+    fn a_restart_waits_for_the_previous_broker_to_catch_up() {
+        // min.insync.replicas 1 would allow restarting broker 1 while broker 0 (just restarted)
+        // is still out of sync on t-0: wait instead, so t-0 never runs on one replica.
+        let min_isr = BTreeMap::from([("t".to_string(), 1)]);
+        let s = snapshot(&[(&[0, 1, 2], &[1, 2]), (&[2, 3, 4], &[2, 3, 4])]);
+        let why = why_not_restart(&s, &min_isr, 1).unwrap();
+        assert!(why.contains("broker 0") && why.contains("t-0"), "{why}");
+        // Brokers that share no lagging partition may go.
+        assert!(why_not_restart(&s, &min_isr, 3).is_none());
+    }
+}
