@@ -334,6 +334,11 @@ async fn kraft_cluster_scales_up_refuses_to_shrink_and_rerenders_config() {
 
     // A spec change re-renders the configuration and rolls the brokers (new template hash).
     let hash_before = template_hash(&statefulset(&client, ns, "kafka").await);
+    let revision_before = statefulset(&client, ns, "kafka")
+        .await
+        .status
+        .and_then(|s| s.update_revision)
+        .expect("the StatefulSet controller sets a revision");
     api.patch(
         "kafka",
         &PatchParams::default(),
@@ -367,13 +372,15 @@ async fn kraft_cluster_scales_up_refuses_to_shrink_and_rerenders_config() {
         Duration::from_secs(120),
         || {
             let (pods, statefulsets) = (pods.clone(), statefulsets.clone());
+            let revision_before = revision_before.clone();
             async move {
                 let revision = statefulsets
                     .get("kafka")
                     .await
                     .ok()?
                     .status?
-                    .update_revision?;
+                    .update_revision
+                    .filter(|r| *r != revision_before)?;
                 let list = pods
                     .list(&ListParams::default().labels("app.kubernetes.io/component=broker"))
                     .await
@@ -387,7 +394,17 @@ async fn kraft_cluster_scales_up_refuses_to_shrink_and_rerenders_config() {
         },
     )
     .await;
-    assert!(events(ns).await.contains("Restarting"));
+    eventually(
+        "a Restarting event for each broker pod",
+        TIMEOUT,
+        || async {
+            let restarts = events(ns).await;
+            (0..5)
+                .all(|b| restarts.contains(&format!("restarting pod kafka-{b} ")))
+                .then_some(())
+        },
+    )
+    .await;
 
     // A hand edit of an owned object is undone.
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
