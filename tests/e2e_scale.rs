@@ -27,6 +27,7 @@ use kafka_operator::controller::Settings;
 use kafka_operator::kafka::throttle::LEADER_RATE;
 use kafka_operator::kafka::{ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaClient, NewTopic};
 use kafka_operator::operations::scale::step;
+use kafka_operator::resources::pods::is_ready;
 use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
 use kafka_operator::testbed::kubelet::LocalKubelet;
 
@@ -895,12 +896,12 @@ impl RollWatch {
             let selector = format!("app.kubernetes.io/instance={NAME}");
             while !flag.load(Ordering::Relaxed) {
                 if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
-                    let ready = list.iter().filter(|p| pod_ready(p)).count();
+                    let ready = list.iter().filter(|p| is_ready(p)).count();
                     // 4 brokers and 3 controllers; a deleted pod not yet recreated is down too.
                     if ready + 1 < 7 {
                         let down: Vec<String> = list
                             .iter()
-                            .filter(|p| !pod_ready(p))
+                            .filter(|p| !is_ready(p))
                             .map(|p| p.name_any())
                             .collect();
                         violations.push(format!(
@@ -937,14 +938,6 @@ impl RollWatch {
         );
         Ok(violations)
     }
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
 }
 
 /// Whether a drain has reached a point where the operator is killed.

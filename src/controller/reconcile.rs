@@ -21,6 +21,7 @@ use crate::operations::topics::{
     STATE_ERROR, STATE_READY, delete_removed_topics, reconcile_topics, removed_topics,
 };
 use crate::resources::names::{self, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, Role};
+use crate::resources::pods;
 use crate::resources::services::BROKER_SERVICE_COMPONENT;
 use crate::resources::statefulset::CONFIG_HASH_ANNOTATION;
 use crate::resources::{self, BuildInputs};
@@ -123,8 +124,8 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         ready_brokers: ready_now,
         broker_pods: pods
             .iter()
-            .filter(|p| role_of(p) == Some(Role::Broker))
-            .filter_map(ordinal_of)
+            .filter(|p| pods::role(p) == Some(Role::Broker))
+            .filter_map(pods::ordinal)
             .collect(),
         operation: previous.operation.clone(),
         rebalance: cluster.rebalance.clone(),
@@ -374,20 +375,8 @@ async fn kafka_pods(ctx: &Context, cluster: &Cluster) -> Result<Vec<Pod>> {
         .await?
         .items
         .into_iter()
-        .filter(|p| role_of(p).is_some())
+        .filter(|p| pods::role(p).is_some())
         .collect())
-}
-
-fn role_of(pod: &Pod) -> Option<Role> {
-    match pod.labels().get(LABEL_COMPONENT).map(String::as_str) {
-        Some("broker") => Some(Role::Broker),
-        Some("controller") => Some(Role::Controller),
-        _ => None,
-    }
-}
-
-fn ordinal_of(pod: &Pod) -> Option<i32> {
-    pod.name_any().rsplit('-').next()?.parse().ok()
 }
 
 /// What the roll needs to know of each pod: does it run its StatefulSet's current template
@@ -396,7 +385,7 @@ fn ordinal_of(pod: &Pod) -> Option<i32> {
 fn pod_views(pods: &[Pod], statefulsets: &[StatefulSet]) -> Vec<PodView> {
     pods.iter()
         .filter_map(|pod| {
-            let role = role_of(pod)?;
+            let role = pods::role(pod)?;
             let sts_name = pod
                 .metadata
                 .owner_references
@@ -414,14 +403,9 @@ fn pod_views(pods: &[Pod], statefulsets: &[StatefulSet]) -> Vec<PodView> {
             Some(PodView {
                 name: pod.name_any(),
                 role,
-                ordinal: ordinal_of(pod)?,
+                ordinal: pods::ordinal(pod)?,
                 current: update_revision.is_none() || revision == update_revision.as_ref(),
-                ready: pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                    .is_some_and(|c| c.status == "True"),
+                ready: pods::is_ready(pod),
                 terminating: pod.metadata.deletion_timestamp.is_some(),
             })
         })

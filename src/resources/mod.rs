@@ -5,6 +5,7 @@ pub mod config;
 pub mod configmap;
 pub mod names;
 pub mod pdb;
+pub mod pods;
 pub mod services;
 pub mod statefulset;
 

@@ -22,7 +22,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::api::{KafkaCluster, Storage, validate};
-use crate::resources::names::{self, LABEL_COMPONENT, LABEL_INSTANCE, Role};
+use crate::resources::names::{self, LABEL_INSTANCE, Role};
+use crate::resources::pods::{is_ready, ordinal, role as role_of};
 
 use super::kafka::LocalKafka;
 
@@ -100,26 +101,6 @@ impl Drop for LocalKubelet {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn ordinal(pod: &Pod) -> Option<i32> {
-    pod.name_any().rsplit('-').next()?.parse().ok()
-}
-
-fn role_of(pod: &Pod) -> Option<Role> {
-    match pod.labels().get(LABEL_COMPONENT).map(String::as_str) {
-        Some("broker") => Some(Role::Broker),
-        Some("controller") => Some(Role::Controller),
-        _ => None,
-    }
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
 }
 
 /// Where broker data lives: the pod's emptyDir, or a PersistentVolumeClaim per broker.
