@@ -791,6 +791,21 @@ async fn scaling_moves_data_and_never_loses_it() {
                 })
                 .await?;
                 let pods: Api<Pod> = Api::namespaced(bed.client.clone(), NS);
+                // The roll keeps no state of its own: an operator killed once the first broker
+                // runs the new template picks the roll up from the pods.
+                wait_for("the first broker to restart", LONG, || async {
+                    let list = pods
+                        .list(&ListParams::default().labels("app.kubernetes.io/component=broker"))
+                        .await?;
+                    Ok(list
+                        .iter()
+                        .any(|p| p.labels().get("controller-revision-hash") == Some(&new_revision))
+                        .then_some(()))
+                })
+                .await?;
+                bed.stop_operator();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                bed.start_operator().await;
                 let roll = wait_for(
                     "every broker pod to run the new template",
                     Duration::from_secs(600),
