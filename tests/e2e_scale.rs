@@ -869,6 +869,27 @@ async fn scaling_moves_data_and_never_loses_it() {
                     "the active controller was not restarted last:\n{}",
                     restarts.join("\n")
                 );
+                // Leaders went back to their preferred replicas when the roll ended (the broker
+                // restarted last would otherwise lead nothing until Kafka's own rebalancing).
+                ensure!(
+                    ev.lines().any(|l| l.starts_with("RolledOut")),
+                    "no RolledOut event in\n{ev}"
+                );
+                let snap = bed.admin.snapshot().await?;
+                let off: Vec<String> = snap
+                    .partitions()
+                    .filter(|(_, p)| p.leader != p.replicas.first().copied())
+                    .map(|(tp, p)| format!("{tp} led by {:?} of {:?}", p.leader, p.replicas))
+                    .collect();
+                ensure!(
+                    off.is_empty(),
+                    "leaders not preferred after the roll: {off:?}"
+                );
+                let leaders = snap.leader_counts();
+                ensure!(
+                    leaders.get(&3).copied().unwrap_or(0) > 0,
+                    "broker 3 leads nothing after the roll: {leaders:?}"
+                );
                 for b in 0..4 {
                     let configs = bed
                         .admin

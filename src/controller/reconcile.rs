@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::api::{
     self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy, TopicStatus,
 };
-use crate::operations::roll::{self, PodView, RollDecision};
+use crate::operations::roll::{self, PodView, RollDecision, RollEnd};
 use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
 use crate::operations::topics::{
     STATE_ERROR, STATE_READY, delete_removed_topics, reconcile_topics, removed_topics,
@@ -223,7 +223,33 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
             Err(e) => Some(format!("waiting for Kafka to check the next restart: {e}")),
         }
     };
-    let rolled_out = !views.iter().any(|v| !v.current);
+    let mut rolled_out = absent.is_empty() && views.iter().all(|v| v.current);
+    let mut rollout = rollout;
+    // After the last restart: the pod restarted last becomes ready, every partition gets back
+    // in sync, then leaders move back to their preferred replicas (again after an operator
+    // restart; electing twice is harmless). With Kafka unreachable, its own rebalancing will do.
+    let restarting =
+        rolled_out && outcome.operation.is_none() && previous.phase == Some(Phase::Restarting);
+    if let (true, Some(pod)) = (restarting, views.iter().find(|v| !v.ready)) {
+        rolled_out = false;
+        rollout = Some(format!(
+            "waiting for pod {} to be ready after its restart",
+            pod.name
+        ));
+    } else if restarting && let Some(admin) = admin.as_deref() {
+        match roll::finish(admin).await {
+            Ok(RollEnd::CatchingUp(why)) => {
+                rolled_out = false;
+                rollout = Some(why);
+            }
+            Ok(RollEnd::Done(summary)) => {
+                info!(%namespace, %name, "{summary}");
+                ctx.event(&kc, EventType::Normal, "RolledOut", "Restart", summary)
+                    .await;
+            }
+            Err(e) => warn!(%namespace, %name, "leaders not moved back after the roll: {e}"),
+        }
+    }
 
     // Topics, once Kafka answers and no broker is leaving.
     if let Some(admin) = admin.as_deref()

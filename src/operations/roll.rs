@@ -138,6 +138,41 @@ pub async fn next_restart(
     })
 }
 
+/// The end of a roll, once every pod runs its current template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollEnd {
+    /// Replicas restarted last are still catching up; why, as a sentence.
+    CatchingUp(String),
+    /// Every partition is in sync and leaders are back on their preferred replicas; a summary.
+    Done(String),
+}
+
+/// Finishes a roll: restarted brokers come back leading nothing, so once every partition is
+/// back in sync, leadership moves back to the preferred replicas (instead of waiting for
+/// Kafka's own leader rebalancing, minutes later).
+pub async fn finish(admin: &dyn KafkaAdmin) -> Result<RollEnd, KafkaError> {
+    let snapshot = admin.snapshot().await?;
+    let behind = snapshot.under_replicated();
+    if let Some(first) = behind.first() {
+        return Ok(RollEnd::CatchingUp(format!(
+            "waiting for {} partition(s) to catch up after the restarts (e.g. {first})",
+            behind.len()
+        )));
+    }
+    let election = admin.elect_preferred_leaders(None).await?;
+    let mut summary = format!(
+        "every pod runs its current template; {} partition(s) moved their leader back to the preferred replica",
+        election.elected.len()
+    );
+    if let Some((tp, why)) = election.failed.first() {
+        summary.push_str(&format!(
+            "; {} kept another leader (e.g. {tp}: {why})",
+            election.failed.len()
+        ));
+    }
+    Ok(RollEnd::Done(summary))
+}
+
 /// Why `broker` may not be restarted now, or None when it may: a partition it holds would be
 /// left with fewer in-sync replicas than its `min.insync.replicas`, or another replica of such a
 /// partition is still catching up (after the previous restart, say), so the restart would cut
