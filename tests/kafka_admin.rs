@@ -610,10 +610,17 @@ async fn elect(admin: &KafkaClient) -> anyhow::Result<()> {
     let outcome = admin.elect_preferred_leaders(Some(&partitions)).await?;
     ensure!(outcome.elected == partitions, "{outcome:?}");
     ensure!(outcome.failed.is_empty(), "{outcome:?}");
-    let snap = admin.snapshot().await?;
+    // The brokers learn the new leaders a moment after the election returns.
+    let snap = wait_for("the elected leaders", Duration::from_secs(30), || async {
+        let snap = admin.snapshot().await?;
+        for p in &snap.topics[TOPIC].partitions {
+            ensure!(p.leader == p.replicas.first().copied(), "{p:?}");
+        }
+        Ok(Some(snap))
+    })
+    .await?;
     let mut leaders = BTreeMap::<BrokerId, usize>::new();
     for p in &snap.topics[TOPIC].partitions {
-        ensure!(p.leader == p.replicas.first().copied(), "{p:?}");
         *leaders.entry(p.leader.unwrap_or(-1)).or_default() += 1;
     }
     let (min, max) = (
@@ -774,8 +781,16 @@ async fn kill_mid_reassignment(kafka: &mut LocalKafka, admin: &KafkaClient) -> a
 async fn unregister(kafka: &mut LocalKafka, admin: &KafkaClient) -> anyhow::Result<()> {
     let new = BROKERS;
     kafka.add_broker(new).await?;
-    let snap = admin.snapshot().await?;
-    ensure!(snap.broker_ids().contains(&new), "{:?}", snap.broker_ids());
+    wait_for(
+        "the new broker to be registered",
+        Duration::from_secs(30),
+        || async {
+            let snap = admin.snapshot().await?;
+            ensure!(snap.broker_ids().contains(&new), "{:?}", snap.broker_ids());
+            Ok(Some(()))
+        },
+    )
+    .await?;
     kafka.stop_broker(new).await?;
     wait_for("the stopped broker to be fenced", LONG, || async {
         let snap = admin.snapshot().await?;
@@ -783,14 +798,22 @@ async fn unregister(kafka: &mut LocalKafka, admin: &KafkaClient) -> anyhow::Resu
     })
     .await?;
     admin.unregister_broker(new).await?;
-    let snap = admin.snapshot().await?;
-    ensure!(
-        !snap.broker_ids().contains(&new) && !snap.fenced_brokers.contains(&new),
-        "broker {new} still registered: {:?} fenced {:?}",
-        snap.broker_ids(),
-        snap.fenced_brokers
-    );
-    Ok(())
+    // The controller has removed it; the broker answering the snapshot learns it a moment later.
+    wait_for(
+        "the unregistered broker to be gone",
+        Duration::from_secs(30),
+        || async {
+            let snap = admin.snapshot().await?;
+            ensure!(
+                !snap.broker_ids().contains(&new) && !snap.fenced_brokers.contains(&new),
+                "broker {new} still registered: {:?} fenced {:?}",
+                snap.broker_ids(),
+                snap.fenced_brokers
+            );
+            Ok(Some(()))
+        },
+    )
+    .await
 }
 
 /// `kafka-operator plan` on the live assignment, executed by Kafka's own tool: the tool accepts
