@@ -598,6 +598,39 @@ async fn bad_specs_are_refused_at_apply_time_naming_the_field() {
             "  brokerCount: 3\n  zookeeperConnect: 'zk 2181'\n",
             "zookeeperConnect",
         ),
+        // A newline in a value would add lines to server.properties.
+        (
+            "  brokerCount: 3\n  kafkaOptions: {config: {zzz.x: \"1\\nnode.id=7\"}}\n",
+            "kafkaOptions.config values must not contain control characters",
+        ),
+        (
+            "  brokerCount: 3\n  kafkaOptions: {config: {ssl.x: \"a\\tb\"}}\n",
+            "kafkaOptions.config values must not contain control characters",
+        ),
+        (
+            "  brokerCount: 3\n  topics: [{name: t, partitions: 1, replicationFactor: 1, config: {retention.ms: \"1\\r\\nx=y\"}}]\n",
+            "spec.topics[0].config.retention.ms in body should match",
+        ),
+        (
+            "  brokerCount: 3\n  topics: [{name: t, partitions: 1, replicationFactor: 1, config: {'retention ms': '1'}}]\n",
+            "topics[].config keys must be Kafka topic config names",
+        ),
+        (
+            "  brokerCount: 3\n  image: \"apache/kafka:4.1.1\\nimagePullPolicy: Never\"\n",
+            "image must be an image reference",
+        ),
+        (
+            "  brokerCount: 3\n  jmxSidecar: true\n  jmxExporter: {image: 'exporter latest'}\n",
+            "jmxExporter.image must be an image reference",
+        ),
+        (
+            "  brokerCount: 3\n  nodeSelector: {'disk type': ssd}\n",
+            "nodeSelector keys must be label keys",
+        ),
+        (
+            "  brokerCount: 3\n  nodeSelector: {disktype: 'fast ssd'}\n",
+            "nodeSelector values must be label values",
+        ),
     ];
     for (body, expected) in cases {
         let yaml = format!("{header}{body}");
@@ -635,6 +668,115 @@ async fn bad_specs_are_refused_at_apply_time_naming_the_field() {
         !ok && err.contains("zookeeperConnect cannot be added"),
         "{err}"
     );
+
+    // The controller quorum is static: its size cannot change, also not from the default (3).
+    for body in [
+        "  brokerCount: 1\n  storageClass: fast\n  controllers: {replicas: 5}\n",
+        "  brokerCount: 1\n  storageClass: fast\n  controllers: {replicas: 1}\n",
+    ] {
+        let (ok, _, err) = kubectl(
+            &["apply", "-n", ns, "-f", "-"],
+            Some(&format!("{header}{body}")),
+        )
+        .await;
+        assert!(
+            !ok && err.contains("spec.controllers.replicas")
+                && err.contains("controllers.replicas cannot be changed on an existing cluster"),
+            "{err}"
+        );
+    }
+    // Writing down the default is no change.
+    apply(
+        ns,
+        &format!(
+            "{header}  brokerCount: 1\n  storageClass: fast\n  controllers: {{replicas: 3}}\n"
+        ),
+    )
+    .await;
+
+    // PVC-backed volumes cannot be resized through the StatefulSet.
+    for (body, expected) in [
+        (
+            "  brokerCount: 1\n  storageClass: fast\n  resources: {diskSpace: 20Gi}\n",
+            "resources.diskSpace cannot be changed on a cluster with persistent volumes",
+        ),
+        (
+            "  brokerCount: 1\n  storageClass: fast\n  controllers: {resources: {diskSpace: 5Gi}}\n",
+            "controllers.resources.diskSpace cannot be changed on a cluster with persistent volumes",
+        ),
+    ] {
+        let (ok, _, err) = kubectl(
+            &["apply", "-n", ns, "-f", "-"],
+            Some(&format!("{header}{body}")),
+        )
+        .await;
+        assert!(!ok && err.contains(expected), "{err}");
+    }
+    // The defaults written down, or the same size spelled differently, are no change.
+    apply(
+        ns,
+        &format!(
+            "{header}  brokerCount: 1\n  storageClass: fast\n  resources: {{diskSpace: 10Gi}}\n  controllers: {{resources: {{diskSpace: 2Gi}}}}\n"
+        ),
+    )
+    .await;
+    apply(
+        ns,
+        &format!(
+            "{header}  brokerCount: 1\n  storageClass: fast\n  resources: {{diskSpace: 10240Mi}}\n"
+        ),
+    )
+    .await;
+    // On emptyDir the size is the pods' sizeLimit, which a restart changes.
+    let ephemeral = header.replace("name: bad", "name: bad-ephemeral");
+    apply(
+        ns,
+        &format!("{ephemeral}  brokerCount: 1\n  storageClass: emptyDir\n  resources: {{diskSpace: 1Gi}}\n"),
+    )
+    .await;
+    apply(
+        ns,
+        &format!(
+            "{ephemeral}  brokerCount: 1\n  storageClass: emptyDir\n  resources: {{diskSpace: 2Gi}}\n  controllers: {{resources: {{diskSpace: 1Gi}}}}\n"
+        ),
+    )
+    .await;
+
+    // Cluster names: every derived name must be valid (Services are DNS-1035 labels, the
+    // StatefulSets' controller-revision-hash pod labels at most 63 characters).
+    let named = |name: &str, body: &str| {
+        format!(
+            "apiVersion: krallistic.github.com/v1\nkind: KafkaCluster\nmetadata: {{name: {name}}}\nspec:\n{body}"
+        )
+    };
+    let kraft = "  brokerCount: 1\n";
+    let zookeeper = "  brokerCount: 1\n  zookeeperConnect: zk:2181\n";
+    for (name, body, expected) in [
+        (
+            "1kafka",
+            kraft,
+            "metadata.name must be a DNS-1035 label of at most 52 characters",
+        ),
+        ("my.kafka", kraft, "metadata.name must be a DNS-1035 label"),
+        (&"k".repeat(53), zookeeper, "at most 52 characters"),
+        (
+            &"k".repeat(42),
+            kraft,
+            "metadata.name of a KRaft cluster can be at most 41 characters",
+        ),
+    ] {
+        let yaml = named(name, body);
+        let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(&yaml)).await;
+        assert!(!ok, "accepted a bad name:\n{yaml}");
+        assert!(
+            err.contains(expected),
+            "refusal of\n{yaml}\ndoes not mention {expected:?}:\n{err}"
+        );
+    }
+    apply(ns, &named(&"k".repeat(41), kraft)).await;
+    apply(ns, &named(&"z".repeat(52), zookeeper)).await;
+    // The name rules only run at creation: an existing object stays writable.
+    apply(ns, &named(&"k".repeat(41), "  brokerCount: 2\n")).await;
 }
 
 #[tokio::test]

@@ -10,6 +10,9 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::status::KafkaClusterStatus;
+use super::validate::{
+    DEFAULT_BROKER_DISK, DEFAULT_CONTROLLER_DISK, MAX_KRAFT_NAME_LENGTH, MAX_NAME_LENGTH,
+};
 
 /// Desired state of a Kafka cluster.
 // The printer columns repeat `type_`, which this lint mistakes for a duplicated attribute.
@@ -54,7 +57,28 @@ use super::status::KafkaClusterStatus;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    // The cluster's name is the stem of every object the operator makes (see
+    // `resources::names`): StatefulSets `<name>` and `<name>-controller`, Services `<name>`,
+    // `<name>-controllers` and `<name>-broker-<n>` (n up to 999), ConfigMap `<name>-config`,
+    // PDBs, PVCs `data-<pod>`. Service names must be DNS-1035 labels (a letter first), and the
+    // StatefulSet controller labels every pod `controller-revision-hash=<statefulset>-<hash>`, the
+    // hash being up to 10 characters; a label value is at most 63 characters, so a StatefulSet
+    // name longer than 52 characters gets pods Kubernetes refuses to create. Hence:
+    // - every cluster: `<name>` <= 52 (also covers `<name>-broker-999` = name + 11 <= 63);
+    // - KRaft: `<name>-controller` <= 52, so `<name>` <= 41.
+    // A name is immutable, so the rules run on creation only (`oldSelf.hasValue()` on any update):
+    // an existing object is never made unwritable (status updates, finalizer removal) by them.
+    validation = Rule::new(format!(
+        "oldSelf.hasValue() || (self.metadata.name.size() <= {MAX_NAME_LENGTH} && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$'))"
+    )).optional_old_self(true).message(Message::Message(format!(
+        "metadata.name must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters (lowercase letters, digits and '-', starting with a letter, ending with a letter or digit): it names the cluster's Services and StatefulSets, and the StatefulSet <name> labels its pods <name>-<revision hash of up to 10 characters>, which must fit in 63 characters"
+    ))),
+    validation = Rule::new(format!(
+        "oldSelf.hasValue() || has(self.spec.zookeeperConnect) || self.metadata.name.size() <= {MAX_KRAFT_NAME_LENGTH}"
+    )).optional_old_self(true).message(Message::Message(format!(
+        "metadata.name of a KRaft cluster can be at most {MAX_KRAFT_NAME_LENGTH} characters: its controller StatefulSet <name>-controller labels its pods <name>-controller-<revision hash of up to 10 characters>, which must fit in 63 characters; choose a shorter name"
+    )))
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.topics) || self.topics.all(t, t.replicationFactor <= self.brokerCount)"
@@ -81,6 +105,22 @@ use super::status::KafkaClusterStatus;
 ).message(
     "storageClass cannot be changed on an existing cluster: broker volumes cannot move to another storage class in place"
 ).field_path(".storageClass"))]
+#[x_kube(validation = Rule::new(format!(
+    "self.?controllers.?replicas.orValue({0}) == oldSelf.?controllers.?replicas.orValue({0})",
+    default_controller_replicas()
+)).message(
+    "controllers.replicas cannot be changed on an existing cluster: the KRaft controller quorum is static (every node's controller.quorum.voters lists each voter) and the operator cannot add or remove voters; keep the current value, or create a new cluster with the quorum size you want and move the topics to it"
+).field_path(".controllers.replicas"))]
+// A PVC-backed cluster's disk size is in its StatefulSets' volumeClaimTemplates, which
+// Kubernetes does not let change; on emptyDir it is the pods' sizeLimit, changed by a restart.
+// Absent means the operator's default; a quantity that does not parse is left to the field's
+// own rule.
+#[x_kube(validation = Rule::new(disk_space_unchanged("resources.diskSpace", DEFAULT_BROKER_DISK)).message(
+    "resources.diskSpace cannot be changed on a cluster with persistent volumes (storageClass is not emptyDir): a StatefulSet's volumeClaimTemplates cannot be changed and this operator cannot resize volumes yet; keep diskSpace at its current value, and to grow the disks expand each broker's PersistentVolumeClaim (data-<cluster>-<n>) by hand if its StorageClass allows volume expansion"
+).field_path(".resources.diskSpace"))]
+#[x_kube(validation = Rule::new(disk_space_unchanged("controllers.resources.diskSpace", DEFAULT_CONTROLLER_DISK)).message(
+    "controllers.resources.diskSpace cannot be changed on a cluster with persistent volumes (storageClass is not emptyDir): a StatefulSet's volumeClaimTemplates cannot be changed and this operator cannot resize volumes yet; keep diskSpace at its current value, and to grow the disks expand each controller's PersistentVolumeClaim (data-<cluster>-controller-<n>) by hand if its StorageClass allows volume expansion"
+).field_path(".controllers.resources.diskSpace"))]
 #[x_kube(validation = Rule::new(
     "!has(self.zookeeperConnect) || !has(self.controllers)"
 ).message(
@@ -99,7 +139,7 @@ pub struct KafkaClusterSpec {
     /// `confluentinc/cp-kafka` images are supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
-    #[x_kube(validation = Rule::new("self.size() > 0 && !self.contains(' ')").message("image must be a non-empty image reference without spaces"))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message("image must be an image reference such as apache/kafka:4.1.1 or registry:5000/kafka@sha256:<digest>: letters, digits and . _ - / : @ + only"))]
     pub image: Option<String>,
 
     /// ZooKeeper connection string (`host:port[,host:port][/chroot]`). When set, the brokers run
@@ -164,7 +204,19 @@ pub struct KafkaClusterSpec {
 
     /// Node labels broker and controller pods must be scheduled on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 50, "additionalProperties" = {"type": "string", "maxLength": 253}))]
+    #[schemars(extend("maxProperties" = 50, "additionalProperties" = {"type": "string", "maxLength": 63}))]
+    // They go to the pods' nodeSelector, which Kubernetes validates as labels: a bad one would
+    // make every StatefulSet update fail.
+    #[x_kube(validation = Rule::new(
+        "self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!k.contains('/') || k.indexOf('/') <= 253))"
+    ).message(
+        "nodeSelector keys must be label keys such as topology.kubernetes.io/zone: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    ))]
+    #[x_kube(validation = Rule::new(
+        "self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'))"
+    ).message(
+        "nodeSelector values must be label values: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    ))]
     pub node_selector: BTreeMap<String, String>,
 
     /// The KRaft controller quorum (KRaft mode only).
@@ -182,6 +234,30 @@ pub struct KafkaClusterSpec {
     /// Type of the per-broker Services (`<cluster>-broker-<n>`).
     #[serde(default)]
     pub broker_service_type: BrokerServiceType,
+}
+
+/// CEL: the quantity at `path` (e.g. `controllers.resources.diskSpace`) of `obj` (`self` or
+/// `oldSelf`), or `default` when it or any field on the way is absent. (`has()` and a ternary
+/// rather than optional chaining with `orValue`: the API server's cost estimate keeps the
+/// field's maxLength through a ternary, not through `orValue`, and would refuse the rule.)
+fn cel_quantity_or(obj: &str, path: &str, default: &str) -> String {
+    let parts: Vec<&str> = path.split('.').collect();
+    let present = (1..=parts.len())
+        .map(|n| format!("has({obj}.{})", parts[..n].join(".")))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    format!("({present} ? {obj}.{path} : '{default}')")
+}
+
+/// CEL transition rule: on PVC-backed storage (anything but `storageClass: emptyDir`) the disk
+/// size at `path` keeps its quantity (absent meaning `default`). A value that is not a quantity
+/// is left to the field's own rule.
+fn disk_space_unchanged(path: &str, default: &str) -> String {
+    let new = cel_quantity_or("self", path, default);
+    let old = cel_quantity_or("oldSelf", path, default);
+    format!(
+        "(has(self.storageClass) && self.storageClass == 'emptyDir') || !isQuantity({new}) || !isQuantity({old}) || quantity({new}).compareTo(quantity({old})) == 0"
+    )
 }
 
 /// Broker options. The common ones are typed; `config` takes further `server.properties` keys.
@@ -252,9 +328,20 @@ pub struct KafkaOptions {
         "kafkaOptions.config cannot set keys the operator owns (node.id, broker.id, process.roles, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, controller.listener.names, controller.quorum.voters, controller.quorum.bootstrap.servers, log.dirs, log.dir, metadata.log.dir, zookeeper.connect, broker.rack, cluster.id); remove them"
     ))]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[a-z0-9][a-z0-9._-]*$'))").message("kafkaOptions.config keys must be Kafka property names such as log.cleaner.threads"))]
+    // Each value is one line of server.properties. The rendering escapes whatever it gets, but a
+    // control character in a Kafka setting is a mistake (a pasted newline, a tab), not a value.
+    #[x_kube(validation = Rule::new(NO_CONTROL_CHARACTERS_IN_VALUES).message("kafkaOptions.config values must not contain control characters (newlines, carriage returns, tabs, ...): each value is a single server.properties value"))]
     #[schemars(extend("maxProperties" = 200, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     pub config: BTreeMap<String, String>,
 }
+
+/// CEL: no value of a string map contains a control character (Unicode category Cc: U+0000 to
+/// U+001F, U+007F to U+009F). CEL's `matches` is an unanchored RE2 search.
+const NO_CONTROL_CHARACTERS_IN_VALUES: &str = r"self.all(k, !self[k].matches('\\p{Cc}'))";
+
+/// CEL: the characters an image reference (`[registry[:port]/]repository[:tag][@digest]`) is
+/// made of; a newline or space in it would reach the pod spec.
+const IMAGE_RULE: &str = r"self.matches('^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$')";
 
 /// `compression.type` of the brokers.
 #[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,7 +384,11 @@ pub struct TopicSpec {
     pub replication_factor: i32,
     /// Topic configuration (`retention.ms`, `cleanup.policy`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 100, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    // No control characters in values: an OpenAPI pattern (RE2 in the API server), since the
+    // CEL rule of `kafkaOptions.config`, run for each of 200 topics, would exceed the API
+    // server's cost budget. The refusal names the value (`spec.topics[0].config.retention.ms`).
+    #[schemars(extend("maxProperties" = 100, "additionalProperties" = {"type": "string", "maxLength": 4096, "pattern": "^[^\\p{Cc}]*$"}))]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[a-z0-9][a-z0-9._-]*$'))").message("topics[].config keys must be Kafka topic config names such as retention.ms"))]
     pub config: BTreeMap<String, String>,
 }
 
@@ -307,14 +398,20 @@ pub struct TopicSpec {
 pub struct BrokerResources {
     /// CPU request and limit, e.g. `"1"` or `"500m"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Bounded so the API server can bound the cost of the CEL rules parsing it.
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("resources.cpu must be a positive quantity such as \"1\" or \"500m\""))]
     pub cpu: Option<String>,
     /// Memory request and limit, e.g. `"4Gi"`; the JVM heap is half of it, at most 6Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Bounded so the API server can bound the cost of the CEL rules parsing it.
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).compareTo(quantity('512Mi')) >= 0").message("resources.memory must be a quantity of at least 512Mi, such as \"4Gi\""))]
     pub memory: Option<String>,
     /// Size of the broker's volume, e.g. `"50G"` (a size limit with `storageClass: emptyDir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Bounded so the API server can bound the cost of the CEL rules parsing it.
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).compareTo(quantity('1Mi')) >= 0").message("resources.diskSpace must be a quantity of at least 1Mi, such as \"50Gi\""))]
     pub disk_space: Option<String>,
 }
@@ -447,8 +544,11 @@ impl BrokerServiceType {
 pub struct JmxExporterSpec {
     /// Image of the standalone JMX exporter (`jmx_prometheus_standalone`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message("jmxExporter.image must be an image reference such as bitnamilegacy/jmx-exporter:1.1.0: letters, digits and . _ - / : @ + only"))]
     pub image: Option<String>,
     /// Exporter rules (YAML `rules:` list); default: Kafka's broker, request and log metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
     pub rules: Option<String>,
 }

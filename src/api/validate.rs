@@ -20,14 +20,22 @@ pub const CONTROLLER_NODE_ID_BASE: i32 = 9000;
 
 const DEFAULT_BROKER_MEMORY: &str = "2Gi";
 const DEFAULT_BROKER_CPU: &str = "500m";
-const DEFAULT_BROKER_DISK: &str = "10Gi";
+pub(crate) const DEFAULT_BROKER_DISK: &str = "10Gi";
 const DEFAULT_CONTROLLER_MEMORY: &str = "1Gi";
 const DEFAULT_CONTROLLER_CPU: &str = "250m";
-const DEFAULT_CONTROLLER_DISK: &str = "2Gi";
+pub(crate) const DEFAULT_CONTROLLER_DISK: &str = "2Gi";
 const DEFAULT_GRACE_PERIOD_SECONDS: i64 = 120;
 const MAX_HEAP_BYTES: u64 = 6 << 30;
 const MIN_HEAP_BYTES: u64 = 256 << 20;
 pub const DEFAULT_JMX_EXPORTER_IMAGE: &str = "bitnamilegacy/jmx-exporter:1.1.0";
+
+/// Longest cluster name: the broker StatefulSet is `<name>` and the StatefulSet controller labels
+/// its pods `controller-revision-hash=<statefulset>-<hash of up to 10 characters>`, a label value
+/// of at most 63 characters. (`<name>-broker-999`, the longest Service, fits as well.)
+pub const MAX_NAME_LENGTH: usize = 52;
+/// Longest name of a KRaft cluster: its controller StatefulSet is `<name>-controller`, which
+/// must fit [`MAX_NAME_LENGTH`] itself.
+pub const MAX_KRAFT_NAME_LENGTH: usize = MAX_NAME_LENGTH - "-controller".len();
 
 /// A spec the operator can act on, with every default resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -145,6 +153,9 @@ pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
     let mut warnings = Vec::new();
     let namespace = kc.namespace().unwrap_or_else(|| "default".to_string());
 
+    // The CRD refuses such names at creation; a KafkaCluster created before that rule existed
+    // is reported rather than half-built.
+    check_name(&kc.name_any(), spec.zookeeper_connect.is_none())?;
     if spec.broker_count < 1 {
         return Err(SpecError::new("brokerCount", "must be at least 1"));
     }
@@ -257,6 +268,31 @@ pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
         broker_service_type: spec.broker_service_type,
         warnings,
     })
+}
+
+/// Every object name derived from the cluster's is valid: a DNS-1035 label (Service names must
+/// be), short enough for the StatefulSets' pod labels.
+fn check_name(name: &str, kraft: bool) -> Result<(), SpecError> {
+    let dns1035 = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let max = if kraft {
+        MAX_KRAFT_NAME_LENGTH
+    } else {
+        MAX_NAME_LENGTH
+    };
+    if !dns1035 || name.len() > max {
+        return Err(SpecError::new(
+            "metadata.name",
+            format!(
+                "{name:?} cannot name the cluster's objects: it must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, ending with a letter or digit) of at most {max} characters{}; recreate the cluster under a shorter name",
+                if kraft { " in KRaft mode" } else { "" }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The image reference without tag or digest.
@@ -509,6 +545,46 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.message.contains("orders"), "{err}");
+    }
+
+    #[test]
+    fn names_must_fit_every_derived_object() {
+        let named = |name: &str, yaml: &str| {
+            let mut kc = cluster(yaml);
+            kc.metadata.name = Some(name.to_string());
+            validate(&kc)
+        };
+        let kraft = "brokerCount: 1";
+        let zookeeper = "brokerCount: 1\nzookeeperConnect: zk:2181";
+        assert!(named(&"a".repeat(41), kraft).is_ok());
+        let err = named(&"a".repeat(42), kraft).unwrap_err();
+        assert_eq!(err.field, "metadata.name");
+        assert!(err.message.contains("at most 41"), "{err}");
+        assert!(named(&"a".repeat(52), zookeeper).is_ok());
+        assert!(named(&"a".repeat(53), zookeeper).is_err());
+        for bad in ["1kafka", "kafka-", "my.kafka", "Kafka", "-kafka", ""] {
+            assert!(named(bad, kraft).is_err(), "{bad:?} accepted");
+        }
+        assert!(named("k", kraft).is_ok());
+        assert!(named("kafka-2", kraft).is_ok());
+
+        // The longest names give valid names for everything the operator creates.
+        use crate::resources::names::{self, Role};
+        let longest = "a".repeat(MAX_KRAFT_NAME_LENGTH);
+        let revision_label = |sts: &str| format!("{sts}-{}", "1".repeat(10));
+        assert_eq!(
+            revision_label(&names::statefulset(&longest, Role::Controller)).len(),
+            63
+        );
+        assert!(names::pod(&longest, Role::Controller, 8).len() <= 63);
+        assert!(names::headless_service(&longest, Role::Controller).len() <= 63);
+        let longest = "a".repeat(MAX_NAME_LENGTH);
+        assert_eq!(
+            revision_label(&names::statefulset(&longest, Role::Broker)).len(),
+            63
+        );
+        assert!(names::broker_service(&longest, 999).len() <= 63);
+        assert!(names::pod(&longest, Role::Broker, 999).len() <= 63);
     }
 
     #[test]

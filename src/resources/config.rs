@@ -277,17 +277,56 @@ pub fn controller_properties(cluster: &Cluster, env: &dyn Environment, node: Nod
     props
 }
 
-/// Renders properties as a `server.properties` file.
+/// Renders properties as a `server.properties` file, escaped the way `java.util.Properties`
+/// reads them back (`Properties.load`, which Kafka uses, reading the file as ISO-8859-1): every
+/// key and value comes back exactly as it was, and no value can start a line of its own.
+/// The output is ASCII.
 pub fn render(props: &Properties) -> String {
     let mut out = String::new();
     for (k, v) in props {
-        out.push_str(k);
+        escape_into(&mut out, k, true);
         out.push('=');
-        // Backslashes are escapes in Java properties files.
-        out.push_str(&v.replace('\\', "\\\\"));
+        escape_into(&mut out, v, false);
         out.push('\n');
     }
     out
+}
+
+/// Appends `s` escaped as a properties key or value (what `Properties.store` does, minus the
+/// escapes a value never needs, so `listeners=CLIENT://0.0.0.0:9092` stays readable).
+///
+/// `Properties.load` reads a line terminated by `\n` or `\r`, joins it with the next one when it
+/// ends in an odd number of backslashes, skips leading whitespace (space, `\t`, `\f`) and lines
+/// whose first character is `#` or `!`. A key ends at the first unescaped `=`, `:` or whitespace;
+/// then whitespace and one `=` or `:` are skipped. Escapes: `\t \n \r \f`, `\uXXXX` (UTF-16),
+/// and a backslash before any other character stands for that character.
+fn escape_into(out: &mut String, s: &str, is_key: bool) {
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{c}' => out.push_str("\\f"),
+            // A key ends at a space; a value's leading spaces are skipped (its first one escaped
+            // keeps the rest, which follow a non-whitespace character).
+            ' ' if is_key || i == 0 => out.push_str("\\ "),
+            // Separators end a key; `#` and `!` would make a line starting with the key a comment.
+            '=' | ':' | '#' | '!' if is_key => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            // Other control characters and everything outside ASCII: the file is read as
+            // ISO-8859-1, so anything else would come back as different characters.
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04X}"));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -376,5 +415,291 @@ mod tests {
     fn renders_sorted_properties() {
         let p = Properties::from([("b".into(), "2".into()), ("a".into(), "x\\y".into())]);
         assert_eq!(render(&p), "a=x\\\\y\nb=2\n");
+    }
+
+    /// What `java.util.Properties.load(InputStream)` reads from a file, following the JDK's
+    /// `Properties.LineReader`, `load0` and `loadConvert`: the bytes are ISO-8859-1 characters;
+    /// natural lines end at `\n`, `\r` or `\r\n`; leading whitespace (space, `\t`, `\f`) of a
+    /// line is skipped, and so are blank lines and lines whose first other character is `#` or
+    /// `!`; a line ending in an odd number of backslashes continues on the next one (whose
+    /// leading whitespace is skipped); the key ends at the first unescaped `=`, `:` or
+    /// whitespace, after which whitespace and at most one `=` or `:` are skipped; `\t \n \r \f`
+    /// and `\uXXXX` are escapes, a backslash before anything else stands for that character.
+    /// Later keys replace earlier ones (a Hashtable).
+    fn java_load(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
+        let chars: Vec<u16> = bytes.iter().map(|&b| u16::from(b)).collect();
+        let is_ws = |c: u16| c == 0x20 || c == 0x09 || c == 0x0c;
+        let is_eol = |c: u16| c == 0x0a || c == 0x0d;
+        let bs = u16::from(b'\\');
+        let mut props = BTreeMap::new();
+        let mut off = 0;
+        loop {
+            // LineReader.readLine: one logical line.
+            let mut line: Vec<u16> = Vec::new();
+            let mut skip_ws = true;
+            let mut appended_line_begin = false;
+            let mut preceding_backslash = false;
+            let mut skip_lf = false;
+            let at_eof = loop {
+                let Some(&c) = chars.get(off) else {
+                    if preceding_backslash {
+                        line.pop();
+                    }
+                    break true;
+                };
+                off += 1;
+                if skip_lf {
+                    skip_lf = false;
+                    if c == 0x0a {
+                        continue;
+                    }
+                }
+                if skip_ws {
+                    if is_ws(c) || (!appended_line_begin && is_eol(c)) {
+                        continue;
+                    }
+                    skip_ws = false;
+                    appended_line_begin = false;
+                }
+                if line.is_empty() && (c == u16::from(b'#') || c == u16::from(b'!')) {
+                    while off < chars.len() && !is_eol(chars[off]) {
+                        off += 1;
+                    }
+                    skip_ws = true;
+                    continue;
+                }
+                if !is_eol(c) {
+                    line.push(c);
+                    preceding_backslash = c == bs && !preceding_backslash;
+                } else if preceding_backslash {
+                    line.pop();
+                    skip_ws = true;
+                    appended_line_begin = true;
+                    preceding_backslash = false;
+                    skip_lf = c == 0x0d;
+                } else {
+                    break false;
+                }
+            };
+            if line.is_empty() {
+                if at_eof {
+                    return Ok(props);
+                }
+                continue;
+            }
+            // load0: split key and value.
+            let (mut key_len, mut value_start) = (0, line.len());
+            let mut has_sep = false;
+            let mut preceding_backslash = false;
+            while key_len < line.len() {
+                let c = line[key_len];
+                if (c == u16::from(b'=') || c == u16::from(b':')) && !preceding_backslash {
+                    value_start = key_len + 1;
+                    has_sep = true;
+                    break;
+                } else if is_ws(c) && !preceding_backslash {
+                    value_start = key_len + 1;
+                    break;
+                }
+                preceding_backslash = c == bs && !preceding_backslash;
+                key_len += 1;
+            }
+            while value_start < line.len() {
+                let c = line[value_start];
+                if !is_ws(c) {
+                    if !has_sep && (c == u16::from(b'=') || c == u16::from(b':')) {
+                        has_sep = true;
+                    } else {
+                        break;
+                    }
+                }
+                value_start += 1;
+            }
+            let key = load_convert(&line[..key_len])?;
+            let value = load_convert(&line[value_start..])?;
+            props.insert(key, value);
+            if at_eof {
+                return Ok(props);
+            }
+        }
+    }
+
+    fn load_convert(s: &[u16]) -> Result<String, String> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < s.len() {
+            let c = s[i];
+            i += 1;
+            if c != u16::from(b'\\') {
+                out.push(c);
+                continue;
+            }
+            // The line reader never leaves a lone backslash at the end of a line.
+            let e = s[i];
+            i += 1;
+            out.push(match e {
+                0x75 /* u */ => {
+                    let hex = s.get(i..i + 4).ok_or("Malformed \\uxxxx encoding.")?;
+                    i += 4;
+                    let hex = String::from_utf16(hex).map_err(|e| e.to_string())?;
+                    u16::from_str_radix(&hex, 16).map_err(|_| "Malformed \\uxxxx encoding.")?
+                }
+                0x74 => 0x09,
+                0x72 => 0x0d,
+                0x6e => 0x0a,
+                0x66 => 0x0c,
+                other => other,
+            });
+        }
+        String::from_utf16(&out).map_err(|e| e.to_string())
+    }
+
+    fn props(pairs: &[(&str, &str)]) -> Properties {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The reader above agrees with the examples of the `Properties.load` Javadoc and the
+    /// parsing rules it describes, so the round trips below check what Kafka would read.
+    #[test]
+    fn java_reader_follows_the_properties_javadoc() {
+        let file = "Truth = Beauty\n  Truth:Beauty\nTruth                    :Beauty\n\
+                    fruits                           apple, banana, pear, \\\n\
+                    \x20                                 cantaloupe, watermelon, \\\n\
+                    \x20                                 kiwi, mango\n\
+                    cheeses\n\
+                    # a comment = x\n   ! another\n\n\
+                    k\\ ey\\=x=\\u0041\\tb\\zc \n\
+                    a=b\rc=d\r\ne==f\n#\\\nnot.continued=1\n\
+                    cont=x\\\n#y\n\
+                    last=z\\";
+        assert_eq!(
+            java_load(file.as_bytes()).unwrap(),
+            props(&[
+                ("Truth", "Beauty"),
+                (
+                    "fruits",
+                    "apple, banana, pear, cantaloupe, watermelon, kiwi, mango"
+                ),
+                ("cheeses", ""),
+                ("k ey=x", "A\tbzc "),
+                ("a", "b"),
+                ("c", "d"),
+                ("e", "=f"),
+                ("not.continued", "1"),
+                ("cont", "x#y"),
+                ("last", "z"),
+            ])
+        );
+        assert!(java_load(b"k=\\u12").is_err());
+    }
+
+    #[test]
+    fn escapes_like_java_properties() {
+        let p = props(&[
+            (" a b=c:d#e!f", " lead\ttab\nnl\rcr\u{c}ff"),
+            ("#k", "#v!=:"),
+            ("k", "caf\u{e9} \u{1F600}\u{0}\u{7f}"),
+        ]);
+        assert_eq!(
+            render(&p),
+            "\\ a\\ b\\=c\\:d\\#e\\!f=\\ lead\\ttab\\nnl\\rcr\\fff\n\
+             \\#k=#v!=:\n\
+             k=caf\\u00E9 \\uD83D\\uDE00\\u0000\\u007F\n"
+        );
+    }
+
+    #[test]
+    fn every_key_and_value_reads_back_as_written() {
+        let nasty = [
+            ("plain", "value"),
+            (
+                "listeners",
+                "CLIENT://0.0.0.0:9092,REPLICATION://0.0.0.0:9091",
+            ),
+            ("empty", ""),
+            ("spaces", "   three leading, two trailing  "),
+            ("tabs", "\t\ttab\t"),
+            ("newline", "1\nnode.id=7"),
+            ("crlf", "1\r\nnode.id=7\r"),
+            ("cr", "x\rlog.dirs=/elsewhere"),
+            ("formfeed", "\u{c}x\u{c}"),
+            ("backslash.end", "C:\\dir\\"),
+            ("backslashes", "\\\\\\n\\u0041"),
+            ("continuation", "x\\\n  node.id=7"),
+            ("comment.like", "#!"),
+            ("sep.first", "=:value"),
+            ("unicode", "caf\u{e9} \u{4e2d}\u{6587} \u{1F600}"),
+            ("controls", "\u{0}\u{1}\u{1b}[31m\u{7f}\u{85}\u{2028}"),
+            ("placeholder", "${NODE_ID}@${POD_NAME}"),
+            ("", "empty key"),
+            (" leading.space.key", "v"),
+            ("key with spaces", "v"),
+            ("key=with:separators", "v"),
+            ("#comment.key", "v"),
+            ("!bang.key", "v"),
+            ("key\nnode.id", "7"),
+            ("key\\", "v"),
+            ("\t\u{c}ws.key", "v"),
+        ];
+        let p = props(&nasty);
+        let rendered = render(&p);
+        assert!(rendered.is_ascii(), "{rendered}");
+        // One line per property: nothing a value or key holds starts a line of its own.
+        assert_eq!(rendered.lines().count(), p.len(), "{rendered}");
+        assert_eq!(java_load(rendered.as_bytes()).unwrap(), p, "{rendered}");
+    }
+
+    #[test]
+    fn random_keys_and_values_read_back_as_written() {
+        let alphabet: Vec<char> =
+            "aZ0.  \t\n\r\u{c}\u{b}\u{0}\u{7f}\\\\=:#!un${}\u{e9}\u{85}\u{ff}\u{100}\u{2028}\u{feff}\u{1F600}"
+                .chars()
+                .collect();
+        // xorshift64: deterministic, no dependency.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..500 {
+            let mut p = Properties::new();
+            for _ in 0..1 + next(8) {
+                let mut word = |max: usize| -> String {
+                    (0..next(max))
+                        .map(|_| alphabet[next(alphabet.len())])
+                        .collect()
+                };
+                p.insert(word(12), word(24));
+            }
+            let rendered = render(&p);
+            assert!(rendered.is_ascii());
+            assert_eq!(rendered.lines().count(), p.len(), "{rendered:?}");
+            assert_eq!(java_load(rendered.as_bytes()).unwrap(), p, "{rendered:?}");
+        }
+    }
+
+    #[test]
+    fn a_config_value_cannot_set_operator_owned_keys() {
+        let mut c = cluster("brokerCount: 3");
+        c.broker_settings
+            .insert("zzz.x".into(), "1\nnode.id=7\nlog.dirs=/tmp".into());
+        c.broker_settings
+            .insert("aaa.y".into(), "2\r\nprocess.roles=controller".into());
+        let expected = broker_properties(&c, &Kubernetes { cluster: &c }, Node::FromPod);
+        let rendered = render(&expected);
+        let read = java_load(rendered.as_bytes()).unwrap();
+        assert_eq!(read, expected, "{rendered}");
+        assert_eq!(read["node.id"], NODE_ID_PLACEHOLDER);
+        assert_eq!(read["log.dirs"], LOG_DIR);
+        assert_eq!(read["process.roles"], "broker");
+        assert_eq!(read["zzz.x"], "1\nnode.id=7\nlog.dirs=/tmp");
+        assert!(rendered.contains("zzz.x=1\\nnode.id=7\\nlog.dirs=/tmp\n"));
+        // The per-pod placeholders the start script fills in are left as they are.
+        assert!(rendered.contains("\nnode.id=${NODE_ID}\n"), "{rendered}");
     }
 }
