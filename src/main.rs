@@ -53,8 +53,8 @@ struct RunArgs {
     /// Kubernetes network.
     #[arg(long = "kafka-bootstrap", value_parser = controller::kafka::parse_bootstrap_override)]
     kafka_bootstrap: Vec<(String, Vec<String>)>,
-    /// Seconds every Kafka admin call may take.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds every Kafka admin call may take (at least 1).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     kafka_timeout: u64,
 }
 
@@ -86,7 +86,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
-    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+    // Bound before the operator starts: a taken port is an error now, not failing probes later.
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} for metrics and health checks: {e}; choose another --metrics-addr",
+                args.metrics_addr
+            )
+        })?;
+    let server = tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            if let Err(e) = metrics::serve(listener, metrics).await {
+                tracing::error!("the metrics and health endpoint stopped: {e}");
+            }
+        }
+    });
     let settings = Settings {
         namespace: args.namespace,
         kafka_bootstrap: args.kafka_bootstrap.into_iter().collect(),

@@ -1,7 +1,6 @@
 //! Prometheus metrics of the operator and the small HTTP server that serves them with the
 //! health endpoints the Deployment probes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -79,8 +78,7 @@ impl Metrics {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
     loop {
         let (mut stream, _) = listener.accept().await?;
         let metrics = metrics.clone();

@@ -206,12 +206,24 @@ impl Watchdog {
             let mut violations = Vec::new();
             let mut targets: BTreeMap<String, BTreeSet<Vec<i32>>> = BTreeMap::new();
             let sts: Api<StatefulSet> = Api::namespaced(client, NS);
+            let mut last_replicas = None;
             while !flag.load(Ordering::Relaxed) {
                 let replicas = match sts.get(NAME).await {
                     Ok(s) => s.spec.and_then(|s| s.replicas).unwrap_or(0),
-                    Err(_) => continue,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
                 };
+                let shrunk = last_replicas.is_some_and(|r| replicas < r);
+                last_replicas = Some(replicas);
                 if let Ok(snap) = admin.snapshot().await {
+                    // The brokers that stay were all in sync when the StatefulSet shrank.
+                    if shrunk && let Some(tp) = snap.under_replicated().first() {
+                        violations.push(format!(
+                            "the StatefulSet shrank to {replicas} while {tp} was under-replicated"
+                        ));
+                    }
                     for (tp, p) in snap.partitions() {
                         if let Some(b) = p.replicas.iter().find(|b| **b >= replicas) {
                             violations.push(format!(
@@ -250,6 +262,20 @@ impl Watchdog {
         );
         Ok(())
     }
+}
+
+/// Replicas per broker (every live broker listed), by topic.
+fn topic_replica_counts(snap: &ClusterSnapshot) -> BTreeMap<String, BTreeMap<i32, usize>> {
+    let mut by_topic = BTreeMap::new();
+    for (tp, p) in snap.partitions() {
+        let counts: &mut BTreeMap<i32, usize> = by_topic
+            .entry(tp.topic.clone())
+            .or_insert_with(|| snap.brokers.iter().map(|b| (b.id, 0)).collect());
+        for r in &p.replicas {
+            *counts.entry(*r).or_default() += 1;
+        }
+    }
+    by_topic
 }
 
 fn replica_counts(snap: &ClusterSnapshot) -> BTreeMap<i32, usize> {
@@ -474,9 +500,24 @@ async fn scaling_moves_data_and_never_loses_it() {
         .run(
             "scale 3 -> 4 with rebalance gives broker 3 its share",
             Box::pin(async {
+                let before = bed.admin.snapshot().await?;
                 bed.set_brokers(4).await?;
                 bed.settled(4).await?;
                 let snap = bed.admin.snapshot().await?;
+                // The physical bound: broker 3 needs a quarter of all replicas, and nothing
+                // else has to move; the planner's bar is 1.05 x that.
+                let total: usize = snap.partitions().map(|(_, p)| p.replicas.len()).sum();
+                let moved = moved_replicas(&before, &snap);
+                let bound = (total as f64 / 4.0 * 1.05).ceil() as usize;
+                ensure!(
+                    moved <= bound,
+                    "moved {moved} replicas onto 4 brokers, bar {bound} (of {total})"
+                );
+                for (topic, counts) in topic_replica_counts(&snap) {
+                    let spread =
+                        counts.values().max().unwrap_or(&0) - counts.values().min().unwrap_or(&0);
+                    ensure!(spread <= 1, "{topic} not balanced: {counts:?}");
+                }
                 let counts = replica_counts(&snap);
                 let (min, max) = (
                     counts.values().min().copied().unwrap_or(0),
@@ -506,6 +547,12 @@ async fn scaling_moves_data_and_never_loses_it() {
         .run(
             "operator killed at 5 points of a drain resumes and loses nothing",
             Box::pin(async {
+                // A slower throttle than the other scenarios, so the drain lasts through every
+                // kill point.
+                bed.patch_spec(
+                    serde_json::json!({"rebalance": {"throttleBytesPerSecond": 150_000}}),
+                )
+                .await?;
                 let before = bed.admin.snapshot().await?;
                 let on_leaving = replica_counts(&before).get(&3).copied().unwrap_or(0);
                 let watchdog = Watchdog::start(
@@ -513,6 +560,19 @@ async fn scaling_moves_data_and_never_loses_it() {
                     Arc::new(bed.kubelet.kafka().lock().await.admin()?),
                 );
                 bed.set_brokers(3).await?;
+                // Each kill comes a random moment after its point shows in the status, so it
+                // also lands between a Kafka call and the status write that records it.
+                let seed = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_nanos() as u64;
+                eprintln!("kill delays seeded with {seed}");
+                let mut jitter = seed;
+                let mut next_delay = move || {
+                    jitter = jitter
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    Duration::from_millis((jitter >> 33) % 1_200)
+                };
                 wait_for("the drain to start", LONG, || async {
                     let st = bed.kc().await?.status.unwrap_or_default();
                     Ok(st
@@ -549,17 +609,23 @@ async fn scaling_moves_data_and_never_loses_it() {
                     })
                     .await?;
                     let Some(at) = point else { break };
+                    let delay = next_delay();
+                    tokio::time::sleep(delay).await;
                     bed.stop_operator();
-                    killed.push(format!("{name} ({at})"));
+                    killed.push(format!("{name} ({at}, +{}ms)", delay.as_millis()));
                     tokio::time::sleep(Duration::from_millis(1500)).await;
                     bed.start_operator().await;
                 }
                 ensure!(
-                    killed.len() >= 3,
-                    "the drain finished before enough kill points: {killed:?}"
+                    killed.len() == 5,
+                    "the drain finished before every kill point: {killed:?}"
                 );
                 eprintln!("operator killed at: {killed:?}");
                 bed.settled(3).await?;
+                bed.patch_spec(
+                    serde_json::json!({"rebalance": {"throttleBytesPerSecond": 400_000}}),
+                )
+                .await?;
                 watchdog.finish().await?;
                 check_drained(&bed, 3).await?;
                 let after = bed.admin.snapshot().await?;
@@ -581,10 +647,9 @@ async fn scaling_moves_data_and_never_loses_it() {
                 bed.kubelet.hold_down(1).await?;
                 let waiting = wait_for("the operator to wait for broker 1", LONG, || async {
                     let st = bed.kc().await?.status.unwrap_or_default();
-                    Ok(st
-                        .operation
-                        .and_then(|o| o.waiting_for)
-                        .filter(|w| w.contains('1')))
+                    Ok(st.operation.and_then(|o| o.waiting_for).filter(|w| {
+                        w.contains("broker(s) 1 down") || w.contains("not fully in sync")
+                    }))
                 })
                 .await?;
                 eprintln!("operator waits: {waiting}");
@@ -626,6 +691,51 @@ async fn scaling_moves_data_and_never_loses_it() {
                     snap.under_replicated().is_empty(),
                     "under-replicated: {:?}",
                     snap.under_replicated()
+                );
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
+            "a scale-up undone before the new broker starts removes it again",
+            Box::pin(async {
+                // Broker 4's pod is created but its broker never starts (a node that cannot
+                // run it): lowering the count again must not wait for it forever.
+                bed.kubelet.hold_down(4).await?;
+                bed.set_brokers(5).await?;
+                wait_for("the scale-up to wait for broker 4", LONG, || async {
+                    let st = bed.kc().await?.status.unwrap_or_default();
+                    Ok(st
+                        .operation
+                        .filter(|o| o.kind == OperationKind::ScaleUp)
+                        .and_then(|o| o.waiting_for))
+                })
+                .await?;
+                ensure!(
+                    bed.sts_replicas().await? == 5,
+                    "the StatefulSet did not grow"
+                );
+                bed.set_brokers(4).await?;
+                bed.settled(4).await?;
+                bed.kubelet.release(4).await;
+                let ev = bed.events().await;
+                for said in ["RebalanceCancelled", "removed broker(s) 4 after"] {
+                    ensure!(ev.contains(said), "no {said:?} event in\n{ev}");
+                }
+                let claims: Api<PersistentVolumeClaim> = Api::namespaced(bed.client.clone(), NS);
+                wait_for("broker 4's volume claim to be deleted", LONG, || async {
+                    let claim = claims.get_opt("data-kafka-4").await?;
+                    Ok(claim
+                        .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
+                        .then_some(()))
+                })
+                .await?;
+                let snap = bed.admin.snapshot().await?;
+                ensure!(
+                    snap.partitions().all(|(_, p)| !p.replicas.contains(&4)),
+                    "a partition lists broker 4"
                 );
                 bed.all_messages_readable().await
             }),

@@ -94,6 +94,11 @@ async fn kafka_admin_scenarios() {
         Box::pin(unregister(&mut kafka, &admin)),
     )
     .await;
+    s.run(
+        "the metadata quorum shows a restarted controller catching up",
+        Box::pin(quorum(&mut kafka, &admin)),
+    )
+    .await;
     eprintln!("all scenarios in {:.1}s", started.elapsed().as_secs_f64());
     s.finish();
 }
@@ -886,4 +891,40 @@ async fn plan_cli_round_trip(kafka: &LocalKafka, admin: &KafkaClient) -> anyhow:
     }
     let got = consume_all(&kafka.bootstrap_servers(), topic, 8, sent.len(), LONG).await?;
     assert_same_messages(&sent, &got)
+}
+
+async fn quorum(kafka: &mut LocalKafka, admin: &KafkaClient) -> anyhow::Result<()> {
+    use kafka_operator::resources::config::node_id;
+    use kafka_operator::resources::names::Role;
+    let voters: BTreeSet<i32> = (0..3).map(|o| node_id(Role::Controller, o)).collect();
+    let settled = wait_for("every voter caught up", LONG, || async {
+        let q = admin.quorum().await?;
+        let ids: BTreeSet<i32> = q.voters.iter().map(|v| v.id).collect();
+        ensure!(ids == voters, "voters {ids:?}, expected {voters:?}");
+        Ok((q.leader.is_some() && q.lagging(2_000).is_empty()).then_some(q))
+    })
+    .await?;
+    let leader = settled.leader.context("a leader")?;
+    ensure!(voters.contains(&leader), "leader {leader} is not a voter");
+    ensure!(settled.high_watermark > 0, "{settled:?}");
+
+    // A follower stopped for longer than the lag bound is reported lagging while it is down,
+    // and caught up again once it runs.
+    let follower = (0..3)
+        .find(|o| node_id(Role::Controller, *o) != leader)
+        .context("a follower")?;
+    let follower_id = node_id(Role::Controller, follower);
+    kafka.stop_controller(follower).await?;
+    wait_for("the stopped controller to lag", LONG, || async {
+        let q = admin.quorum().await?;
+        Ok(q.lagging(2_000).contains(&follower_id).then_some(()))
+    })
+    .await?;
+    kafka.start_controller(follower).await?;
+    wait_for("the restarted controller to catch up", LONG, || async {
+        let q = admin.quorum().await?;
+        Ok((q.leader.is_some() && q.lagging(2_000).is_empty()).then_some(()))
+    })
+    .await?;
+    Ok(())
 }

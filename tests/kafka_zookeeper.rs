@@ -91,11 +91,22 @@ async fn scenario(kafka: &LocalKafka) -> anyhow::Result<()> {
             p.replicas
         );
     }
-    let sizes_known = done.topics["zk-topic"]
-        .partitions
-        .iter()
-        .all(|p| p.replicas.iter().all(|b| p.size_bytes.contains_key(b)));
-    ensure!(sizes_known, "DescribeLogDirs answers in ZooKeeper mode too");
+    // The snapshot that saw the move finish asked for log dirs concurrently with metadata, so a
+    // new replica's log may postdate its broker's answer: a later snapshot must size every replica.
+    wait_for(
+        "DescribeLogDirs to size every replica in ZooKeeper mode too",
+        Duration::from_secs(30),
+        || async {
+            let snap = admin.snapshot().await?;
+            let sized = snap.topics["zk-topic"].partitions.iter().all(|p| {
+                p.replicas
+                    .iter()
+                    .all(|b| p.size_bytes.get(b).is_some_and(|&n| n > 0))
+            });
+            Ok(sized.then_some(()))
+        },
+    )
+    .await?;
     let got = consume_all(
         &bootstrap,
         "zk-topic",

@@ -138,6 +138,15 @@ pub struct PartitionMove {
     pub partition: i32,
     /// The replicas it moves to (the first is the preferred leader).
     pub target: Vec<i32>,
+    /// Rounds since Kafka stopped listing the move while its metadata did not show the target
+    /// yet. A lagging broker catches up within a few; a move cancelled by another tool never
+    /// does, and is planned again once this passes a bound.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlisted_rounds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(

@@ -167,6 +167,9 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         info!(%namespace, %name, "{}", status::operation_summary(op));
     }
     let broker_replicas = outcome.broker_replicas;
+    // Drained volumes go before the operation's end is recorded: an interrupted delete is
+    // retried, and a volume left behind would hand stale data to a later broker of that ordinal.
+    delete_volumes(ctx, &cluster, &outcome.delete_volumes_of).await?;
     // The operation is recorded before the StatefulSet acts on it, so a restart resumes it.
     if outcome.operation != previous.operation {
         status.operation = outcome.operation.clone();
@@ -194,15 +197,15 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         applied.push(apply(&ctx.client, sts).await?);
     }
     remove_services_of_removed_brokers(ctx, &cluster, broker_replicas).await?;
-    delete_volumes(ctx, &cluster, &outcome.delete_volumes_of).await?;
 
     // Restarts for a new template, one pod at a time; not while partitions are moving.
     let views = pod_views(&pods, &applied);
+    let ephemeral = cluster.storage == api::Storage::Ephemeral;
     let absent = absent_pods(&pods, &applied);
     let rollout = if outcome.operation.is_some() {
         None
     } else {
-        match roll::next_restart(admin.as_deref(), &views, &absent).await {
+        match roll::next_restart(admin.as_deref(), &views, &absent, ephemeral).await {
             Ok(RollDecision::Done) => None,
             Ok(RollDecision::Wait(why)) => Some(why),
             Ok(RollDecision::Restart { pod, why }) => {
@@ -293,6 +296,33 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
             }
             Err(e) => {
                 warn!(%namespace, %name, "topics: {e}");
+                kafka_problem.get_or_insert(e.to_string());
+            }
+        }
+    }
+
+    // What Kafka itself says about the cluster's identity and members.
+    if let Some(admin) = admin.as_deref() {
+        match admin.snapshot().await {
+            Ok(snapshot) => {
+                let mut ids: Vec<i32> = snapshot
+                    .broker_ids()
+                    .into_iter()
+                    .chain(snapshot.fenced_brokers.iter().copied())
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                status.broker_ids = ids;
+                if let (Some(ours), Some(theirs)) = (&status.cluster_id, &snapshot.cluster_id)
+                    && cluster.is_kraft()
+                    && ours != theirs
+                {
+                    kafka_problem.get_or_insert(format!(
+                        "Kafka reports cluster id {theirs}, but this KafkaCluster formats its volumes with {ours}: new brokers would not join; restore status.clusterId to {theirs}"
+                    ));
+                }
+            }
+            Err(e) => {
                 kafka_problem.get_or_insert(e.to_string());
             }
         }

@@ -156,7 +156,13 @@ pub fn assess(observed: &Observed, previous: Option<Phase>) -> Assessment {
         condition(READY, false, "NodesNotReady", readiness.clone())
     }];
     conditions.push(match (&o.operation, phase) {
-        (Some(op), _) => condition(RECONCILING, true, &op.step, operation_summary(op)),
+        (Some(op), _) => {
+            let mut summary = operation_summary(op);
+            if let Some(problem) = &o.kafka_problem {
+                summary.push_str(&format!("; Kafka: {problem}"));
+            }
+            condition(RECONCILING, true, &op.step, summary)
+        }
         (None, _) if o.kafka_problem.is_some() => condition(
             RECONCILING,
             true,

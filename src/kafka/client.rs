@@ -52,7 +52,8 @@ use super::protocol::{CLIENT_ID, Connection};
 use super::throttle::{FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS, Throttle};
 use super::{
     Broker, BrokerId, ClusterSnapshot, ConfigOp, ConfigResource, ConfigValue, ElectionOutcome,
-    KafkaAdmin, NewTopic, OngoingReassignment, PartitionState, TopicPartition, TopicState,
+    KafkaAdmin, NewTopic, OngoingReassignment, PartitionState, QuorumState, TopicPartition,
+    TopicState, VoterState,
 };
 
 /// Rewrites a broker's advertised address: `(node id, host, port) -> (host, port)`.
@@ -1000,7 +1001,7 @@ impl KafkaAdmin for KafkaClient {
         .await
     }
 
-    async fn quorum_leader(&self) -> Result<Option<BrokerId>> {
+    async fn quorum(&self) -> Result<QuorumState> {
         self.bounded("DescribeQuorum", async {
             let mut conn = self.connect_any().await?;
             let request = DescribeQuorumRequest::default().with_topics(vec![
@@ -1023,12 +1024,29 @@ impl KafkaAdmin for KafkaClient {
                     response.error_message.map(|m| m.to_string()),
                 ));
             }
-            Ok(response
-                .topics
-                .first()
-                .and_then(|t| t.partitions.first())
-                .map(|p| p.leader_id.0)
-                .filter(|id| *id >= 0))
+            let Some(partition) = response.topics.first().and_then(|t| t.partitions.first()) else {
+                return Ok(QuorumState::default());
+            };
+            if partition.error_code != 0 {
+                return Err(KafkaError::from_code(
+                    "DescribeQuorum".to_string(),
+                    partition.error_code,
+                    partition.error_message.as_ref().map(|m| m.to_string()),
+                ));
+            }
+            Ok(QuorumState {
+                leader: Some(partition.leader_id.0).filter(|id| *id >= 0),
+                high_watermark: partition.high_watermark,
+                voters: partition
+                    .current_voters
+                    .iter()
+                    .map(|v| VoterState {
+                        id: v.replica_id.0,
+                        log_end_offset: v.log_end_offset,
+                        last_caught_up_ms: Some(v.last_caught_up_timestamp).filter(|t| *t >= 0),
+                    })
+                    .collect(),
+            })
         })
         .await
     }

@@ -119,6 +119,15 @@ pub struct OngoingReassignment {
 }
 
 impl OngoingReassignment {
+    /// Replicas before the move started: the ones serving the new copies.
+    pub fn source(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
+    }
+
     /// Replicas after the move completes.
     pub fn target(&self) -> Vec<BrokerId> {
         self.replicas
@@ -154,6 +163,27 @@ impl ClusterSnapshot {
     pub fn assignment(&self) -> BTreeMap<TopicPartition, Vec<BrokerId>> {
         self.partitions()
             .map(|(tp, p)| (tp, p.replicas.clone()))
+            .collect()
+    }
+
+    /// Replica lists as they will be once the reassignments in progress complete.
+    pub fn target_assignment(&self) -> BTreeMap<TopicPartition, Vec<BrokerId>> {
+        self.partitions()
+            .map(|(tp, p)| {
+                let replicas = match self.reassignments.get(&tp) {
+                    Some(r) => r.target(),
+                    None => p.replicas.clone(),
+                };
+                (tp, replicas)
+            })
+            .collect()
+    }
+
+    /// Brokers that some partition lists as a replica, or will once its move completes.
+    pub fn holding_brokers(&self) -> BTreeSet<BrokerId> {
+        self.partitions()
+            .flat_map(|(_, p)| p.replicas.iter().copied())
+            .chain(self.reassignments.values().flat_map(|r| r.target()))
             .collect()
     }
 
@@ -311,7 +341,98 @@ pub trait KafkaAdmin: Send + Sync {
     /// stopped). Fails with [`KafkaError::Unsupported`] in ZooKeeper mode.
     async fn unregister_broker(&self, broker: BrokerId) -> Result<()>;
 
-    /// Node id of the active KRaft controller (the metadata quorum's leader), None while the
-    /// quorum has no leader. Fails with [`KafkaError::Unsupported`] in ZooKeeper mode.
-    async fn quorum_leader(&self) -> Result<Option<BrokerId>>;
+    /// The KRaft metadata quorum: its leader (the active controller) and how far each voter
+    /// has replicated the metadata log. Fails with [`KafkaError::Unsupported`] in ZooKeeper
+    /// mode.
+    async fn quorum(&self) -> Result<QuorumState>;
+}
+
+/// The KRaft metadata quorum, as its leader describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumState {
+    /// Node id of the active controller; None while the quorum has no leader.
+    pub leader: Option<BrokerId>,
+    pub high_watermark: i64,
+    pub voters: Vec<VoterState>,
+}
+
+/// One voter of the quorum.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VoterState {
+    pub id: BrokerId,
+    pub log_end_offset: i64,
+    /// When the leader last saw it caught up, in the leader's clock (ms); None if not known.
+    pub last_caught_up_ms: Option<i64>,
+}
+
+impl QuorumState {
+    /// Voters that are not caught up with the leader: last caught up more than `max_lag_ms`
+    /// before the leader itself (both in the leader's clock, so no clock skew enters), or,
+    /// where timestamps are not reported, with a log ending below the high watermark.
+    pub fn lagging(&self, max_lag_ms: i64) -> Vec<BrokerId> {
+        let leader_ts = self
+            .voters
+            .iter()
+            .find(|v| Some(v.id) == self.leader)
+            .and_then(|v| v.last_caught_up_ms);
+        self.voters
+            .iter()
+            .filter(|v| Some(v.id) != self.leader)
+            .filter(|v| match (leader_ts, v.last_caught_up_ms) {
+                (Some(l), Some(f)) => l - f > max_lag_ms,
+                _ => v.log_end_offset < self.high_watermark,
+            })
+            .map(|v| v.id)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voter(id: BrokerId, log_end_offset: i64, last_caught_up_ms: Option<i64>) -> VoterState {
+        VoterState {
+            id,
+            log_end_offset,
+            last_caught_up_ms,
+        }
+    }
+
+    #[test]
+    fn lagging_voters_are_measured_against_the_leader() {
+        let quorum = QuorumState {
+            leader: Some(9000),
+            high_watermark: 500,
+            voters: vec![
+                voter(9000, 510, Some(10_000)),
+                voter(9001, 505, Some(9_500)),
+                voter(9002, 120, Some(4_000)),
+            ],
+        };
+        assert_eq!(quorum.lagging(2_000), vec![9002]);
+        assert_eq!(quorum.lagging(10_000), Vec::<BrokerId>::new());
+        // Without timestamps the log end offsets decide.
+        let quorum = QuorumState {
+            leader: Some(9000),
+            high_watermark: 500,
+            voters: vec![
+                voter(9000, 510, None),
+                voter(9001, 500, None),
+                voter(9002, 499, None),
+            ],
+        };
+        assert_eq!(quorum.lagging(2_000), vec![9002]);
+    }
+
+    #[test]
+    fn moves_in_progress_count_with_their_target() {
+        let r = OngoingReassignment {
+            replicas: vec![1, 2, 3, 4],
+            adding: vec![4],
+            removing: vec![1],
+        };
+        assert_eq!(r.source(), vec![1, 2, 3]);
+        assert_eq!(r.target(), vec![2, 3, 4]);
+    }
 }

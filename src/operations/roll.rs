@@ -36,13 +36,20 @@ pub enum RollDecision {
     Restart { pod: String, why: String },
 }
 
+/// How far behind the active controller a voter may have been last caught up and still count
+/// as in sync (Kafka's `controller.quorum.fetch.timeout.ms` default).
+const QUORUM_MAX_LAG_MS: i64 = 2_000;
+
 /// Picks the next pod to restart, if any may be restarted now. `absent` names the pods the
 /// StatefulSets should have but that do not exist (yet): a pod just deleted is absent until
-/// the StatefulSet recreates it, and no other restart starts meanwhile.
+/// the StatefulSet recreates it, and no other restart starts meanwhile. With `ephemeral`
+/// storage (emptyDir) a restart wipes the pod's data, so a broker is only restarted when every
+/// partition it holds has another in-sync copy, even when the broker is not ready.
 pub async fn next_restart(
     admin: Option<&dyn KafkaAdmin>,
     pods: &[PodView],
     absent: &[String],
+    ephemeral: bool,
 ) -> Result<RollDecision, KafkaError> {
     let mut outdated: Vec<&PodView> = pods.iter().filter(|p| !p.current).collect();
     if outdated.is_empty() {
@@ -62,9 +69,27 @@ pub async fn next_restart(
         )));
     }
     if let Some(p) = outdated.iter().find(|p| !p.ready) {
-        return Ok(RollDecision::Restart {
-            pod: p.name.clone(),
-            why: "it is not ready, so restarting it takes nothing offline".into(),
+        if !(ephemeral && p.role == Role::Broker) {
+            return Ok(RollDecision::Restart {
+                pod: p.name.clone(),
+                why: "it is not ready, so restarting it takes nothing offline".into(),
+            });
+        }
+        // Not ready, but its volume may hold the only copy of some data.
+        let Some(admin) = admin else {
+            return Ok(RollDecision::Wait(format!(
+                "waiting for Kafka to be reachable, to check that restarting {} (ephemeral storage) deletes no data",
+                p.name
+            )));
+        };
+        let snapshot = admin.snapshot().await?;
+        return Ok(match why_not_wipe(&snapshot, p.ordinal) {
+            None => RollDecision::Restart {
+                pod: p.name.clone(),
+                why: "it is not ready, and every partition it holds has another in-sync copy"
+                    .into(),
+            },
+            Some(why) => RollDecision::Wait(format!("waiting: {why}")),
         });
     }
     if let Some(p) = pods.iter().find(|p| !p.ready) {
@@ -89,7 +114,12 @@ pub async fn next_restart(
         let min_isr = min_insync_replicas(admin, &snapshot).await?;
         let mut reasons = Vec::new();
         for pod in brokers {
-            match why_not_restart(&snapshot, &min_isr, pod.ordinal) {
+            let why = why_not_restart(&snapshot, &min_isr, pod.ordinal).or_else(|| {
+                ephemeral
+                    .then(|| why_not_wipe(&snapshot, pod.ordinal))
+                    .flatten()
+            });
+            match why {
                 None => {
                     return Ok(RollDecision::Restart {
                         pod: pod.name.clone(),
@@ -105,8 +135,27 @@ pub async fn next_restart(
         )));
     }
 
-    // Controllers: a majority stays up (all are ready, one goes), the active one goes last.
-    let leader = admin.quorum_leader().await?;
+    // Controllers: a majority stays up (all are ready, one goes), the active one goes last,
+    // and only while every voter is caught up with the metadata log, so the restarted one's
+    // records are all held by others (a controller restarted before may still be catching up).
+    let quorum = admin.quorum().await?;
+    let Some(leader) = quorum.leader else {
+        return Ok(RollDecision::Wait(
+            "waiting for the controller quorum to elect a leader".into(),
+        ));
+    };
+    let lagging = quorum.lagging(QUORUM_MAX_LAG_MS);
+    if !lagging.is_empty() {
+        return Ok(RollDecision::Wait(format!(
+            "waiting for controller(s) {} to catch up with the metadata log",
+            lagging
+                .iter()
+                .map(|id| id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let leader = Some(leader);
     let controllers: Vec<&PodView> = outdated
         .iter()
         .copied()
@@ -207,6 +256,24 @@ pub fn why_not_restart(
     None
 }
 
+/// Why restarting `broker` on ephemeral storage would delete data, or None: a partition it
+/// holds has no other in-sync replica to copy from when it comes back empty.
+pub fn why_not_wipe(snapshot: &ClusterSnapshot, broker: BrokerId) -> Option<String> {
+    snapshot
+        .partitions()
+        .find(|(_, p)| p.replicas.contains(&broker) && !p.isr.iter().any(|r| *r != broker))
+        .map(|(tp, p)| {
+            let copies = if p.replicas.len() == 1 {
+                "the only replica"
+            } else {
+                "the only in-sync replica"
+            };
+            format!(
+                "broker {broker} holds {copies} of {tp} on ephemeral storage (storageClass: emptyDir), and a restart would delete it; raise the topic's replication factor to 2 or more (spec.topics) so a copy survives"
+            )
+        })
+}
+
 /// The effective `min.insync.replicas` of every topic.
 pub async fn min_insync_replicas(
     admin: &dyn KafkaAdmin,
@@ -284,7 +351,7 @@ mod tests {
             pod(Role::Controller, 0, true, false),
         ];
         assert_eq!(
-            next_restart(None, &pods, &[]).await.unwrap(),
+            next_restart(None, &pods, &[], false).await.unwrap(),
             RollDecision::Done
         );
     }
@@ -295,7 +362,7 @@ mod tests {
             pod(Role::Broker, 0, false, true),
             pod(Role::Broker, 1, false, false),
         ];
-        match next_restart(None, &pods, &[]).await.unwrap() {
+        match next_restart(None, &pods, &[], false).await.unwrap() {
             RollDecision::Restart { pod, .. } => assert_eq!(pod, "broker-1"),
             other => panic!("{other:?}"),
         }
@@ -307,7 +374,7 @@ mod tests {
         restarting.terminating = true;
         let pods = [pod(Role::Broker, 0, false, true), restarting];
         assert!(matches!(
-            next_restart(None, &pods, &[]).await.unwrap(),
+            next_restart(None, &pods, &[], false).await.unwrap(),
             RollDecision::Wait(_)
         ));
         // So does a pod deleted and not yet recreated.
@@ -315,7 +382,7 @@ mod tests {
             pod(Role::Broker, 0, false, true),
             pod(Role::Broker, 2, false, true),
         ];
-        match next_restart(None, &pods, &["broker-1".to_string()])
+        match next_restart(None, &pods, &["broker-1".to_string()], false)
             .await
             .unwrap()
         {
@@ -327,7 +394,7 @@ mod tests {
             pod(Role::Broker, 0, false, true),
             pod(Role::Broker, 1, true, false),
         ];
-        match next_restart(None, &pods, &[]).await.unwrap() {
+        match next_restart(None, &pods, &[], false).await.unwrap() {
             RollDecision::Wait(why) => assert!(why.contains("broker-1"), "{why}"),
             other => panic!("{other:?}"),
         }
@@ -348,6 +415,22 @@ mod tests {
         // A single-replica partition cannot be kept up by any order: it does not block.
         let s = snapshot(&[(&[1], &[1])]);
         assert!(why_not_restart(&s, &min_isr, 1).is_none());
+    }
+
+    #[test]
+    fn ephemeral_storage_keeps_the_last_in_sync_copy() {
+        // t-0 lives only on broker 1; t-1 has broker 2 as its only in-sync replica.
+        let s = snapshot(&[(&[1], &[1]), (&[2, 3], &[2]), (&[3, 4], &[3, 4])]);
+        let why = why_not_wipe(&s, 1).unwrap();
+        assert!(
+            why.contains("only replica of t-0") && why.contains("replication factor"),
+            "{why}"
+        );
+        let why = why_not_wipe(&s, 2).unwrap();
+        assert!(why.contains("only in-sync replica of t-1"), "{why}");
+        // Broker 3 is out of sync on t-1 anyway and t-2 has broker 4 in sync.
+        assert!(why_not_wipe(&s, 3).is_none());
+        assert!(why_not_wipe(&s, 4).is_none());
     }
 
     #[test]

@@ -28,6 +28,10 @@ use crate::planner::{self, PartitionAssignment, PlanRequest};
 use super::batch::{PendingMove, next_batch};
 use super::roll::min_insync_replicas;
 
+/// Rounds a submitted move may stay unlisted by Kafka without its target in the metadata
+/// before it is taken for cancelled (metadata lags by a round or two, not by this many).
+const UNLISTED_ROUNDS: u32 = 15;
+
 /// How long one round waits for brokers to apply a new throttle before trying again later.
 const THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -205,8 +209,10 @@ async fn start(
         )));
     };
     let snapshot = admin.snapshot().await?;
-    let registered = snapshot.broker_ids();
-    let missing: Vec<i32> = (0..running).filter(|b| !registered.contains(b)).collect();
+    // Every staying broker must be up to take replicas, and every leaving broker that holds
+    // any to hand them over. A leaving broker that never joined (a scale-up undone before its
+    // pod started) holds nothing and needs no drain.
+    let missing = unavailable_brokers(&snapshot, (0..desired).collect());
     if !missing.is_empty() {
         return Ok(hold(format!(
             "brokerCount lowered from {running} to {desired}: waiting for broker(s) {} to be up before draining broker(s) {}",
@@ -223,11 +229,20 @@ async fn start(
         });
     }
     let leaving_set: BTreeSet<i32> = leaving.iter().copied().collect();
+    // Each replica on a leaving broker is one copy of the partition to build elsewhere.
     let (partitions_total, bytes_total) = snapshot
         .partitions()
-        .filter(|(_, p)| p.replicas.iter().any(|r| leaving_set.contains(r)))
-        .fold((0i64, 0i64), |(n, bytes), (_, p)| {
-            (n + 1, bytes + p.size() as i64)
+        .map(|(_, p)| {
+            let copies = p
+                .replicas
+                .iter()
+                .filter(|r| leaving_set.contains(r))
+                .count();
+            (p, copies as i64)
+        })
+        .filter(|(_, copies)| *copies > 0)
+        .fold((0i64, 0i64), |(n, bytes), (p, copies)| {
+            (n + 1, bytes + copies * p.size() as i64)
         });
     let op = Operation {
         kind: OperationKind::ScaleDown,
@@ -261,12 +276,10 @@ async fn feasibility(
     snapshot: &ClusterSnapshot,
     remaining: i32,
 ) -> Result<Option<String>, KafkaError> {
-    for topic in snapshot.topics.values() {
-        let rf = topic.replication_factor();
+    for (topic, rf) in largest_replication_factors(snapshot) {
         if rf > remaining {
             return Ok(Some(format!(
-                "cannot scale to {remaining} broker(s): topic {} has replication factor {rf}; lower the topic's replication factor to at most {remaining} first (spec.topics, or kafka-reassign-partitions for topics the operator does not manage), or keep at least {rf} brokers",
-                topic.name
+                "cannot scale to {remaining} broker(s): topic {topic} has replication factor {rf}; lower the topic's replication factor to at most {remaining} first (spec.topics, or kafka-reassign-partitions for topics the operator does not manage), or keep at least {rf} brokers"
             )));
         }
     }
@@ -278,6 +291,26 @@ async fn feasibility(
         }
     }
     Ok(None)
+}
+
+/// The largest replica count of each topic's partitions, counting moves in progress with their
+/// target: the planner has to place that many replicas on distinct brokers.
+fn largest_replication_factors(snapshot: &ClusterSnapshot) -> BTreeMap<String, i32> {
+    let mut rf = BTreeMap::<String, i32>::new();
+    for (tp, replicas) in snapshot.target_assignment() {
+        let n = rf.entry(tp.topic).or_default();
+        *n = (*n).max(replicas.len() as i32);
+    }
+    rf
+}
+
+/// Brokers a move needs that Kafka does not count as live: the `needed` ones (those receiving
+/// replicas) and any broker some partition lists as a replica.
+fn unavailable_brokers(snapshot: &ClusterSnapshot, needed: BTreeSet<i32>) -> Vec<i32> {
+    let live = snapshot.broker_ids();
+    let mut wanted = needed;
+    wanted.extend(snapshot.holding_brokers());
+    wanted.into_iter().filter(|b| !live.contains(b)).collect()
 }
 
 /// The scale-down state machine.
@@ -293,10 +326,11 @@ async fn drain(
         busy: true,
         ..Default::default()
     };
-    let moving = op.step == step::THROTTLING || op.step == step::MOVING;
+    // Until the StatefulSet shrinks, a changed broker count can still be acted on.
+    let undoable = [step::THROTTLING, step::MOVING, step::VERIFYING].contains(&op.step.as_str());
 
-    // The user changed their mind while partitions were moving: stop moving, keep what moved.
-    if moving && input.desired != target {
+    // The user changed their mind before any broker went: stop moving, keep what moved.
+    if undoable && input.desired != target {
         let Some(admin) = admin else {
             op.waiting_for = Some("Kafka to be reachable to cancel the drain".into());
             out.operation = Some(op);
@@ -323,7 +357,7 @@ async fn drain(
                 return Ok(wait_for_kafka(op, out));
             };
             let targets: Vec<i32> = (0..target).collect();
-            move_partitions(admin, &mut op, running, &targets, false, input).await?;
+            move_partitions(admin, &mut op, &targets, false, input, &mut out.notices).await?;
             out.operation = Some(op);
         }
         step::VERIFYING => {
@@ -418,17 +452,57 @@ async fn drain(
                     .filter(|b| live.contains(b))
                     .collect();
             }
-            if left.is_empty() {
-                op.step = if input.kraft {
-                    step::UNREGISTERING
-                } else {
-                    step::CLEANING_UP
-                }
-                .into();
-                op.waiting_for = None;
-            } else {
+            if !left.is_empty() {
                 op.waiting_for = Some(format!("broker(s) {} to stop", list(left)));
+                out.operation = Some(op);
+                return Ok(out);
             }
+            let Some(admin) = admin else {
+                op.waiting_for =
+                    Some("Kafka to be reachable to check the removed brokers hold nothing".into());
+                out.operation = Some(op);
+                return Ok(out);
+            };
+            // Between the verification and the brokers' shutdown Kafka may still have placed a
+            // new partition on them. Their volumes are still there: bring them back and drain
+            // again rather than lose that partition.
+            let snapshot = admin.snapshot().await?;
+            let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
+            let placed: Vec<String> = snapshot
+                .target_assignment()
+                .into_iter()
+                .filter(|(_, r)| r.iter().any(|b| leaving.contains(b)))
+                .map(|(tp, _)| tp.to_string())
+                .collect();
+            if !placed.is_empty() {
+                let restore = op.leaving_brokers.iter().max().map_or(target, |b| b + 1);
+                out.broker_replicas = restore.max(target);
+                out.notices.push(notice(
+                    true,
+                    "DrainReopened",
+                    format!(
+                        "{} partition(s) (e.g. {}) were placed on broker(s) {} while they stopped; bringing them back to move them off",
+                        placed.len(),
+                        placed[0],
+                        list(op.leaving_brokers.iter().copied())
+                    ),
+                ));
+                op.step = step::MOVING.into();
+                op.waiting_for = Some(format!(
+                    "broker(s) {} to come back: {} partition(s) were placed on them",
+                    list(op.leaving_brokers.iter().copied()),
+                    placed.len()
+                ));
+                out.operation = Some(op);
+                return Ok(out);
+            }
+            op.step = if input.kraft {
+                step::UNREGISTERING
+            } else {
+                step::CLEANING_UP
+            }
+            .into();
+            op.waiting_for = None;
             out.operation = Some(op);
         }
         step::UNREGISTERING => {
@@ -450,9 +524,10 @@ async fn drain(
             op.step = step::CLEANING_UP.into();
             out.operation = Some(op);
         }
-        _ => {
-            // CleaningUp (or a step this version does not know: finish safely).
+        step::CLEANING_UP => {
             out.broker_replicas = target.min(running);
+            // The controller deletes the volumes before it records the end of the operation,
+            // so a failed or interrupted delete is tried again.
             if input.delete_drained_volumes {
                 out.delete_volumes_of = op.leaving_brokers.clone();
             }
@@ -465,6 +540,15 @@ async fn drain(
                     op.partitions_total
                 ),
             );
+        }
+        unknown => {
+            // A step this version does not know (a newer operator's, or a hand edit): nothing
+            // is removed on its word; verify from Kafka and go on from there.
+            op.waiting_for = Some(format!(
+                "unknown step {unknown}: verifying the drain from Kafka's state"
+            ));
+            op.step = step::VERIFYING.into();
+            out.operation = Some(op);
         }
     }
     Ok(out)
@@ -550,7 +634,7 @@ async fn grow(
                 return Ok(wait_for_kafka(op, out));
             };
             let targets: Vec<i32> = (0..target).collect();
-            move_partitions(admin, &mut op, target, &targets, true, input).await?;
+            move_partitions(admin, &mut op, &targets, true, input, &mut out.notices).await?;
             out.operation = Some(op);
         }
         _ => {
@@ -664,7 +748,7 @@ async fn change_replication(
     match op.step.as_str() {
         step::THROTTLING | step::MOVING => {
             let targets: Vec<i32> = (0..running).collect();
-            move_partitions(admin, &mut op, running, &targets, false, input).await?;
+            move_partitions(admin, &mut op, &targets, false, input, &mut out.notices).await?;
             out.operation = Some(op);
         }
         _ => {
@@ -696,10 +780,10 @@ async fn change_replication(
 async fn move_partitions(
     admin: &dyn KafkaAdmin,
     op: &mut Operation,
-    running: i32,
     targets: &[i32],
     rebalance: bool,
     input: &ScaleInput,
+    notices: &mut Vec<Notice>,
 ) -> Result<(), KafkaError> {
     // Moves in flight are read before the metadata: a move that ends in between is then seen
     // as in flight (and waited for), never as a partition with its old and new replicas.
@@ -712,6 +796,7 @@ async fn move_partitions(
     // metadata may come from a broker that lags: a submitted move stays in flight until the
     // metadata shows its target. Planning from a lagging view would see the old and new
     // replicas together and move a partition twice.
+    let mut unlisted = BTreeMap::new();
     for m in &op.in_flight {
         let tp = TopicPartition::new(m.topic.clone(), m.partition);
         if snapshot.reassignments.contains_key(&tp) {
@@ -722,6 +807,15 @@ async fn move_partitions(
             .map(|p| p.replicas.iter().copied().collect())
             .unwrap_or_default();
         if shown != m.target.iter().copied().collect() {
+            let rounds = m.unlisted_rounds + 1;
+            if rounds > UNLISTED_ROUNDS {
+                tracing::warn!(
+                    partition = %tp,
+                    "a move Kafka no longer runs never reached its target; planning it again"
+                );
+                continue;
+            }
+            unlisted.insert(tp.clone(), rounds);
             snapshot.reassignments.insert(
                 tp,
                 OngoingReassignment {
@@ -732,8 +826,7 @@ async fn move_partitions(
             );
         }
     }
-    let registered = snapshot.broker_ids();
-    let down: Vec<i32> = (0..running).filter(|b| !registered.contains(b)).collect();
+    let down = unavailable_brokers(&snapshot, targets.iter().copied().collect());
     if !down.is_empty() {
         op.waiting_for = Some(format!(
             "broker(s) {} down or fenced; the moves continue when they are back",
@@ -780,10 +873,23 @@ async fn move_partitions(
         rebalance,
         ..Default::default()
     };
-    let plan = planner::plan(&request).map_err(|e| KafkaError::Refused {
-        request: "planning the partition moves".into(),
-        reason: e.to_string(),
-    })?;
+    let plan = match planner::plan(&request) {
+        Ok(plan) => plan,
+        Err(e) => {
+            // Something changed under the operation (say a topic created with a replication
+            // factor the target brokers cannot hold): it waits, and says what to fix.
+            let why = format!("a feasible plan: {e}");
+            if op.waiting_for.as_deref() != Some(why.as_str()) {
+                notices.push(notice(
+                    true,
+                    "PlanFailed",
+                    format!("cannot plan the remaining moves: {e}"),
+                ));
+            }
+            op.waiting_for = Some(why);
+            return Ok(());
+        }
+    };
     let pending: Vec<PendingMove> = planner::moves(&current, &plan.target)
         .into_iter()
         .filter(|m| {
@@ -836,6 +942,7 @@ async fn move_partitions(
             topic: tp.topic.clone(),
             partition: tp.partition,
             target: r.target(),
+            unlisted_rounds: unlisted.get(tp).copied().unwrap_or(0),
         })
         .collect();
 
@@ -865,8 +972,14 @@ async fn move_partitions(
         return Ok(());
     }
 
-    // Throttle every move in flight and about to start, then submit.
-    let assignment = snapshot.assignment();
+    // Throttle every move in flight and about to start, then submit. A move in flight is
+    // throttled from the replicas it started from: Kafka already lists its new ones.
+    let mut assignment = snapshot.assignment();
+    for (tp, r) in &snapshot.reassignments {
+        if !r.adding.is_empty() {
+            assignment.insert(tp.clone(), r.source());
+        }
+    }
     let mut throttle_targets: BTreeMap<TopicPartition, Vec<BrokerId>> = snapshot
         .reassignments
         .iter()
@@ -907,6 +1020,7 @@ async fn move_partitions(
         topic: m.partition.topic.clone(),
         partition: m.partition.partition,
         target: m.target.clone(),
+        unlisted_rounds: 0,
     }));
     op.waiting_for = None;
     Ok(())
@@ -941,10 +1055,19 @@ async fn throttle_in_effect(
     }
 }
 
-/// Cancels the reassignments in progress and clears the operation's throttles.
+/// Cancels the operation's reassignments still in progress (not those of other tools) and
+/// clears its throttles.
 async fn cancel_moves(admin: &dyn KafkaAdmin, op: &Operation) -> Result<(), KafkaError> {
+    let ours: BTreeSet<TopicPartition> = op
+        .in_flight
+        .iter()
+        .map(|m| TopicPartition::new(m.topic.clone(), m.partition))
+        .collect();
     let in_progress = admin.list_reassignments().await?;
-    let partitions: Vec<TopicPartition> = in_progress.keys().cloned().collect();
+    let partitions: Vec<TopicPartition> = in_progress
+        .into_keys()
+        .filter(|tp| ours.contains(tp))
+        .collect();
     if !partitions.is_empty() {
         admin.cancel_reassignments(&partitions).await?;
     }

@@ -564,6 +564,12 @@ impl LocalKafka {
     /// (SIGTERM first, like a pod deletion); waits until its controller listener accepts
     /// connections again.
     pub async fn restart_controller(&mut self, ordinal: i32) -> anyhow::Result<()> {
+        self.stop_controller(ordinal).await?;
+        self.start_controller(ordinal).await
+    }
+
+    /// Stops KRaft controller `ordinal` (SIGTERM, killed after a grace period), keeping its data.
+    pub async fn stop_controller(&mut self, ordinal: i32) -> anyhow::Result<()> {
         let node = self
             .nodes
             .iter_mut()
@@ -571,6 +577,15 @@ impl LocalKafka {
             .with_context(|| format!("controller {ordinal} never ran here"))?;
         if let Some(mut p) = node.process.take() {
             p.stop(STOP_GRACE).await;
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped KRaft controller again with its data and a freshly rendered
+    /// configuration; waits until its controller listener accepts connections.
+    pub async fn start_controller(&mut self, ordinal: i32) -> anyhow::Result<()> {
+        if self.running_controllers().contains(&ordinal) {
+            bail!("controller {ordinal} is already running");
         }
         self.start_nodes(&[(Role::Controller, ordinal)]).await?;
         let port = self.env().port(
