@@ -801,6 +801,11 @@ async fn scaling_moves_data_and_never_loses_it() {
                     bed.admin.snapshot().await?.topics.contains_key("events"),
                     "events was deleted without deleteRemovedTopics"
                 );
+                let ev = bed.events().await;
+                ensure!(
+                    ev.contains("topic events was removed from spec.topics"),
+                    "no TopicUnmanaged event in\n{ev}"
+                );
                 // On: put events back under management, then remove it.
                 bed.patch_spec(serde_json::json!({"topics": [
                     {"name": "orders", "partitions": 12, "replicationFactor": 3},

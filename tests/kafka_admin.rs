@@ -697,6 +697,17 @@ async fn reconcile(admin: &KafkaClient) -> anyhow::Result<()> {
     );
     let managed_a = ConfigResource::Topic("managed-a".into());
     config_becomes(admin, &managed_a, "retention.ms", Some("3600000")).await?;
+    // A key dropped from the spec goes back to its default: no longer set on the topic.
+    spec[0].config.clear();
+    reconcile_topics(admin, &spec).await?;
+    wait_for("retention.ms of managed-a to be reset", LONG, || async {
+        let c = admin
+            .describe_configs(std::slice::from_ref(&managed_a))
+            .await?;
+        let entry = c[&managed_a].get("retention.ms").context("retention.ms")?;
+        Ok((!entry.overridden).then_some(()))
+    })
+    .await?;
     spec[0].partitions = 2;
     let shrink = reconcile_topics(admin, &spec).await?;
     ensure!(shrink[0].state == "Error", "{shrink:?}");

@@ -259,6 +259,19 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         && outcome.operation.is_none()
     {
         let mut undeleted = Vec::new();
+        if !cluster.delete_removed_topics {
+            // Said once: the next status no longer lists the topic.
+            for topic in removed_topics(&previous.topics, &cluster.topics) {
+                ctx.event(
+                    &kc,
+                    EventType::Normal,
+                    "TopicUnmanaged",
+                    "Topics",
+                    format!("topic {topic} was removed from spec.topics: it stays in Kafka with its data and is no longer managed (deleteRemovedTopics: true deletes such topics)"),
+                )
+                .await;
+            }
+        }
         if cluster.delete_removed_topics {
             match delete_removed_topics(admin, &previous.topics, &cluster.topics).await {
                 Ok(deleted) => {

@@ -40,7 +40,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, NewPartitions, NewTopic as RdNewTopic, ResourceSpecifier,
+    AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic as RdNewTopic, ResourceSpecifier,
     TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
@@ -191,6 +191,10 @@ impl KafkaClient {
                             ConfigValue {
                                 value: e.value,
                                 is_default: e.is_default,
+                                overridden: matches!(
+                                    e.source,
+                                    ConfigSource::DynamicTopic | ConfigSource::DynamicBroker
+                                ),
                             },
                         )
                     })

@@ -269,6 +269,9 @@ pub struct ConfigValue {
     pub value: Option<String>,
     /// Whether the value is Kafka's default (not set on the topic/broker or in the cluster).
     pub is_default: bool,
+    /// Whether the value is set on this topic or broker itself (a dynamic override), rather
+    /// than inherited from the broker's configuration or Kafka's defaults.
+    pub overridden: bool,
 }
 
 /// Outcome of a preferred leader election.

@@ -4,8 +4,10 @@
 //! carries out the cheap changes (create, grow partitions, topic configs) and reports each
 //! topic's state for the status. Replication factor changes move data, so they are only
 //! emitted here ([`TopicAction::ChangeReplicationFactor`]) and carried out by the operations
-//! layer with the planner. Topics the spec no longer names are left alone: deleting data because
-//! a line disappeared from a manifest is not a risk worth taking.
+//! layer with the planner. A topic's configuration is the spec's: a key removed from the spec
+//! goes back to its default. Topics the spec no longer names are left alone unless the user opts
+//! in (`deleteRemovedTopics`): deleting data because a line disappeared from a manifest is not a
+//! risk to take by default.
 
 use std::collections::BTreeMap;
 
@@ -28,10 +30,12 @@ pub enum TopicAction {
         from: i32,
         to: i32,
     },
-    /// Set these keys (only keys the spec names; others keep their values).
+    /// Set the keys the spec names, and return to their defaults the keys set on the topic
+    /// that the spec no longer names.
     AlterConfig {
         topic: String,
         set: BTreeMap<String, String>,
+        reset: Vec<String>,
     },
     /// Carried out by partition reassignment, outside this module.
     ChangeReplicationFactor {
@@ -124,10 +128,22 @@ pub fn plan_topics(
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if !set.is_empty() {
+        // The spec is the topic's whole configuration, but for the throttles of a partition
+        // move in progress, which the operations set on the topics they move.
+        let reset: Vec<String> = current_config
+            .iter()
+            .filter(|(k, v)| {
+                v.overridden
+                    && !want.config.contains_key(*k)
+                    && !k.ends_with(".replication.throttled.replicas")
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !set.is_empty() || !reset.is_empty() {
             actions.push(TopicAction::AlterConfig {
                 topic: want.name.clone(),
                 set,
+                reset,
             });
         }
         let reassigning = snapshot
@@ -230,10 +246,11 @@ pub async fn reconcile_topics(
             TopicAction::GrowPartitions { topic, to, .. } => {
                 admin.create_partitions(topic, *to).await
             }
-            TopicAction::AlterConfig { topic, set } => {
+            TopicAction::AlterConfig { topic, set, reset } => {
                 let changes = set
                     .iter()
                     .map(|(k, v)| (k.clone(), ConfigOp::Set(v.clone())))
+                    .chain(reset.iter().map(|k| (k.clone(), ConfigOp::Delete)))
                     .collect();
                 admin
                     .alter_configs(&ConfigResource::Topic(topic.clone()), &changes)
@@ -354,6 +371,7 @@ mod tests {
                         ConfigValue {
                             value: Some(v.to_string()),
                             is_default: false,
+                            overridden: true,
                         },
                     )
                 })
@@ -381,13 +399,19 @@ mod tests {
 
     #[test]
     fn topics_in_shape_need_nothing() {
+        let mut current = configs("a", &[("retention.ms", "1000")]);
+        current.get_mut("a").unwrap().insert(
+            "cleanup.policy".into(),
+            ConfigValue {
+                value: Some("delete".into()),
+                is_default: true,
+                overridden: false,
+            },
+        );
         let actions = plan_topics(
             &[spec("a", 3, 2, &[("retention.ms", "1000")])],
             &snapshot(vec![topic("a", 3, 2), topic("unmanaged", 1, 1)]),
-            &configs(
-                "a",
-                &[("retention.ms", "1000"), ("cleanup.policy", "delete")],
-            ),
+            &current,
         );
         assert!(actions.is_empty(), "{actions:?}");
     }
@@ -418,8 +442,43 @@ mod tests {
                 TopicAction::AlterConfig {
                     topic: "a".into(),
                     set: BTreeMap::from([("retention.ms".into(), "2000".into())]),
+                    reset: vec![],
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn keys_dropped_from_the_spec_go_back_to_their_defaults() {
+        let mut current = configs(
+            "a",
+            &[
+                ("retention.ms", "1000"),
+                ("segment.bytes", "1048576"),
+                ("leader.replication.throttled.replicas", "0:1"),
+            ],
+        );
+        // Inherited from the broker: not the topic's own setting, nothing to reset.
+        current.get_mut("a").unwrap().insert(
+            "max.message.bytes".into(),
+            ConfigValue {
+                value: Some("2000000".into()),
+                is_default: false,
+                overridden: false,
+            },
+        );
+        let actions = plan_topics(
+            &[spec("a", 3, 2, &[("retention.ms", "1000")])],
+            &snapshot(vec![topic("a", 3, 2)]),
+            &current,
+        );
+        assert_eq!(
+            actions,
+            vec![TopicAction::AlterConfig {
+                topic: "a".into(),
+                set: BTreeMap::new(),
+                reset: vec!["segment.bytes".into()],
+            }]
         );
     }
 
