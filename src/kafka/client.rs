@@ -40,8 +40,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic as RdNewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic as RdNewTopic,
+    ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError as RdError;

@@ -163,9 +163,12 @@ fn best_broker<K: Ord>(
 }
 
 /// Placement-only mode: water-fills the homeless replicas onto the target brokers, then
-/// re-places any of them while that makes the counts strictly more balanced (see the module
-/// documentation for the exact guarantee). Replicas on staying brokers are never touched.
+/// re-places them while that makes the counts strictly more balanced (see the module
+/// documentation for the exact guarantee): single re-placements (`water_fill`), then chains of
+/// them, per topic (`balance_topics`) and for the cluster totals (`balance_totals`). Replicas on
+/// staying brokers are never touched.
 pub(crate) fn place_only(model: &mut Model, homeless: &[Homeless]) {
+    let before: Vec<Vec<u32>> = model.parts.iter().map(|p| p.replicas.clone()).collect();
     let mut counts = Counts::new(model);
     for h in homeless {
         let p = &model.parts[h.part];
@@ -184,8 +187,70 @@ pub(crate) fn place_only(model: &mut Model, homeless: &[Homeless]) {
         model.parts[h.part].replicas[h.slot] = b;
         counts.add(t, b);
     }
-    // Each re-placement lowers (sum of squared topic counts, sum of squared counts)
-    // lexicographically, so this terminates.
+    // Every step below lowers (sum of squared topic counts, sum of squared counts, minus the
+    // racks spanned, moved replicas outside their origin's rack) lexicographically, so this
+    // terminates.
+    let mut chains = Chains::new(model, homeless);
+    loop {
+        let mut changed = water_fill(model, homeless, &mut counts);
+        changed |= chains.balance_topics(model, homeless, &mut counts);
+        changed |= chains.balance_totals(model, homeless, &mut counts);
+        changed |= rack_swaps(model, &before, &mut counts);
+        if !changed {
+            break;
+        }
+    }
+}
+
+/// Swaps that cost no balance: a moved replica on `a` goes to `b` instead when `b` holds one
+/// fewer of its topic and one fewer overall than `a` (so every count multiset, per topic and
+/// overall, stays the same, and so does the number of replicas moved), and that either spans
+/// more racks or, spanning as many, puts the replica back in the rack of the broker it left.
+/// `before[part][slot]` is the broker a slot held before the plan ([`UNPLACED`] for a
+/// replica an RF increase adds). Returns whether anything moved.
+fn rack_swaps(model: &mut Model, before: &[Vec<u32>], counts: &mut Counts) -> bool {
+    if model.rack_count == 0 {
+        return false;
+    }
+    let mut any = false;
+    for (i, was) in before.iter().enumerate() {
+        for (slot, &origin) in was.iter().enumerate() {
+            let p = &model.parts[i];
+            let (t, a) = (p.topic, p.replicas[slot]);
+            if a == origin {
+                continue;
+            }
+            let origin = (origin != UNPLACED).then_some(origin);
+            let home = |b: u32| origin.is_some_and(|o| same_rack(model, o, b));
+            let view = RackView::new(model, &p.replicas, slot, Some(a), p.rf);
+            let now = view.score(model, a);
+            let best = (0..model.n as u32)
+                .filter(|&b| {
+                    counts.of(t, b) + 1 == counts.of(t, a)
+                        && counts.total[b as usize] + 1 == counts.total[a as usize]
+                        && !holds(&p.replicas, slot, b)
+                })
+                .filter(|&b| {
+                    let score = view.score(model, b);
+                    score > now || (score == now && home(b) && !home(a))
+                })
+                .min_by_key(|&b| (Reverse(view.score(model, b)), !home(b), b));
+            if let Some(b) = best {
+                counts.remove(t, a);
+                counts.add(t, b);
+                model.parts[i].replicas[slot] = b;
+                any = true;
+            }
+        }
+    }
+    any
+}
+
+/// Re-places single homeless replicas while that makes their topic's counts closer
+/// (`count_t[from] >= count_t[to] + 2`), or keeps them as close and brings the cluster counts
+/// closer. Returns whether anything moved.
+fn water_fill(model: &mut Model, homeless: &[Homeless], counts: &mut Counts) -> bool {
+    let mut any = false;
     loop {
         let mut changed = false;
         for h in homeless {
@@ -210,7 +275,275 @@ pub(crate) fn place_only(model: &mut Model, homeless: &[Homeless]) {
             }
         }
         if !changed {
-            break;
+            return any;
+        }
+        any = true;
+    }
+}
+
+/// Chains of re-placements of homeless replicas (augmenting paths of the placement flow:
+/// homeless replica -> (topic, broker) -> broker). A chain moves replica `r1` from `a` to `x1`,
+/// `r2` (of another partition) from `x1` to `x2`, ..., so only its two ends change counts; each
+/// partition appears at most once in a chain, so every step is checked (free broker, rack
+/// diversity) against the partition as it is. Without racks these searches are complete (they
+/// are augmenting paths): if some placement of the homeless replicas is balanced per topic
+/// (and overall), they find chains until the counts are.
+struct Chains {
+    n: usize,
+    /// Homeless replicas by topic (indexes into the homeless list).
+    by_topic: Vec<Vec<usize>>,
+    /// Replicas of each topic, for its balanced `floor` and `ceil`.
+    replicas: Vec<usize>,
+    /// Partitions already in the chain being searched: `stamp[part] == round`.
+    stamp: Vec<u32>,
+    round: u32,
+}
+
+impl Chains {
+    fn new(model: &Model, homeless: &[Homeless]) -> Chains {
+        let mut by_topic = vec![Vec::new(); model.topics.len()];
+        for (i, h) in homeless.iter().enumerate() {
+            by_topic[model.parts[h.part].topic as usize].push(i);
+        }
+        Chains {
+            n: model.n,
+            by_topic,
+            replicas: model
+                .topic_parts
+                .iter()
+                .map(|r| model.parts[r.clone()].iter().map(|p| p.rf).sum())
+                .collect(),
+            stamp: vec![0; model.parts.len()],
+            round: 0,
+        }
+    }
+
+    fn bounds(&self, t: usize) -> (u32, u32) {
+        let r = self.replicas[t];
+        ((r / self.n) as u32, r.div_ceil(self.n) as u32)
+    }
+
+    fn next_round(&mut self) {
+        self.round += 1;
+        if self.round == u32::MAX {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.round = 1;
+        }
+    }
+
+    /// Where the homeless replica `i` may go next in a chain: target brokers that do not hold
+    /// its partition and keep the partition's rack diversity, if the partition is not in the
+    /// chain yet (it is then added).
+    fn steps(&mut self, model: &Model, homeless: &[Homeless], i: usize) -> Vec<u32> {
+        let h = homeless[i];
+        if self.stamp[h.part] == self.round {
+            return Vec::new();
+        }
+        self.stamp[h.part] = self.round;
+        let p = &model.parts[h.part];
+        let from = p.replicas[h.slot];
+        let view = RackView::new(model, &p.replicas, h.slot, Some(from), p.rf);
+        (0..self.n as u32)
+            .filter(|&y| !holds(&p.replicas, h.slot, y) && view.allows(model, y))
+            .collect()
+    }
+
+    /// The homeless replicas of topic `t`, by the broker that holds them.
+    fn on_brokers(&self, model: &Model, homeless: &[Homeless], t: usize) -> Vec<Vec<usize>> {
+        let mut on = vec![Vec::new(); self.n];
+        for &i in &self.by_topic[t] {
+            let h = homeless[i];
+            on[model.parts[h.part].replicas[h.slot] as usize].push(i);
+        }
+        on
+    }
+
+    /// Per topic: while a chain leads from a broker to one holding at least two fewer of the
+    /// topic, follows it (the nearest such broker, the least loaded among equally near ones).
+    fn balance_topics(
+        &mut self,
+        model: &mut Model,
+        homeless: &[Homeless],
+        counts: &mut Counts,
+    ) -> bool {
+        let n = self.n;
+        let mut any = false;
+        for t in 0..model.topics.len() {
+            if self.by_topic[t].is_empty() {
+                continue;
+            }
+            let tt = t as u32;
+            'topic: loop {
+                let min = (0..n as u32).map(|b| counts.of(tt, b)).min().unwrap_or(0);
+                let mut sources: Vec<u32> = (0..n as u32)
+                    .filter(|&b| counts.of(tt, b) >= min + 2)
+                    .collect();
+                sources.sort_by_key(|&b| (Reverse(counts.of(tt, b)), b));
+                for a in sources {
+                    let on = self.on_brokers(model, homeless, t);
+                    self.next_round();
+                    let mut parent = vec![(usize::MAX, u32::MAX); n];
+                    let mut seen = vec![false; n];
+                    seen[a as usize] = true;
+                    let mut level = vec![a];
+                    let mut found = None;
+                    while !level.is_empty() && found.is_none() {
+                        let mut next = Vec::new();
+                        for &x in &level {
+                            for &i in &on[x as usize] {
+                                for y in self.steps(model, homeless, i) {
+                                    if !seen[y as usize] {
+                                        seen[y as usize] = true;
+                                        parent[y as usize] = (i, x);
+                                        next.push(y);
+                                    }
+                                }
+                            }
+                        }
+                        found = next
+                            .iter()
+                            .copied()
+                            .filter(|&y| counts.of(tt, y) + 2 <= counts.of(tt, a))
+                            .min_by_key(|&y| (counts.of(tt, y), counts.total[y as usize], y));
+                        level = next;
+                    }
+                    if let Some(mut y) = found {
+                        while y != a {
+                            let (i, x) = parent[y as usize];
+                            let h = homeless[i];
+                            model.parts[h.part].replicas[h.slot] = y;
+                            counts.remove(tt, x);
+                            counts.add(tt, y);
+                            y = x;
+                        }
+                        any = true;
+                        continue 'topic;
+                    }
+                }
+                break;
+            }
+        }
+        any
+    }
+
+    /// Cluster totals: while a broker holds more than `ceil` (or, once none does, some broker
+    /// less than `floor`), follows a chain from a broker above that bound to one below it. A
+    /// chain may pass from one topic to another at a broker (the broker takes one replica of
+    /// the first and gives one of the second) only if both topics are balanced and stay so
+    /// there; topics that are not balanced are left alone. Topic counts thus never get worse.
+    fn balance_totals(
+        &mut self,
+        model: &mut Model,
+        homeless: &[Homeless],
+        counts: &mut Counts,
+    ) -> bool {
+        let n = self.n;
+        let topics = model.topics.len();
+        let all: usize = self.replicas.iter().sum();
+        let (floor, ceil) = ((all / n) as u32, all.div_ceil(n) as u32);
+        // Nodes: brokers `0..n`, then (topic, broker) `n + t * n + b`.
+        const NONE: usize = usize::MAX;
+        let mut any = false;
+        loop {
+            let over: Vec<u32> = (0..n as u32)
+                .filter(|&b| counts.total[b as usize] > ceil)
+                .collect();
+            let (sources, limit) = if !over.is_empty() {
+                (over, ceil)
+            } else if (0..n).any(|b| counts.total[b] < floor) {
+                let above = (0..n as u32)
+                    .filter(|&b| counts.total[b as usize] > floor)
+                    .collect();
+                (above, floor)
+            } else {
+                return any;
+            };
+            let open: Vec<bool> = (0..topics)
+                .map(|t| {
+                    let (lo, hi) = self.bounds(t);
+                    !self.by_topic[t].is_empty()
+                        && (0..n as u32).all(|b| (lo..=hi).contains(&counts.of(t as u32, b)))
+                })
+                .collect();
+            let on: Vec<Vec<Vec<usize>>> = (0..topics)
+                .map(|t| {
+                    if open[t] {
+                        self.on_brokers(model, homeless, t)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            self.next_round();
+            // parent[node]: for a (topic, broker) node, the homeless replica moved into it and
+            // the node it came from, or (NONE, broker node) when entered from its broker; for
+            // a broker node, (NONE, the (topic, broker) node it was entered from).
+            let mut parent = vec![(NONE, NONE); n + topics * n];
+            let mut seen = vec![false; n + topics * n];
+            let mut queue = std::collections::VecDeque::new();
+            for &a in &sources {
+                seen[a as usize] = true;
+                queue.push_back(a as usize);
+            }
+            let mut found = None;
+            'search: while let Some(u) = queue.pop_front() {
+                if u < n {
+                    for t in (0..topics).filter(|&t| open[t] && !on[t][u].is_empty()) {
+                        let v = n + t * n + u;
+                        if !seen[v] && counts.of(t as u32, u as u32) > self.bounds(t).0 {
+                            seen[v] = true;
+                            parent[v] = (NONE, u);
+                            queue.push_back(v);
+                        }
+                    }
+                    continue;
+                }
+                let (t, x) = ((u - n) / n, (u - n) % n);
+                for &i in &on[t][x] {
+                    for y in self.steps(model, homeless, i) {
+                        let v = n + t * n + y as usize;
+                        if seen[v] {
+                            continue;
+                        }
+                        seen[v] = true;
+                        parent[v] = (i, u);
+                        queue.push_back(v);
+                        let y = y as usize;
+                        if !seen[y] && counts.of(t as u32, y as u32) < self.bounds(t).1 {
+                            seen[y] = true;
+                            parent[y] = (NONE, v);
+                            if counts.total[y] < limit {
+                                found = Some(y);
+                                break 'search;
+                            }
+                            queue.push_back(y);
+                        }
+                    }
+                }
+            }
+            let Some(end) = found else { return any };
+            // Walk back: broker <- (topic, broker) <- ... <- (topic, broker) <- source broker.
+            let mut node = end;
+            loop {
+                let (i, from) = parent[node];
+                if node < n {
+                    if from == NONE {
+                        break;
+                    }
+                    node = from;
+                    continue;
+                }
+                if i != NONE {
+                    let h = homeless[i];
+                    let (t, y) = ((node - n) / n, (node - n) % n);
+                    let x = (from - n) % n;
+                    model.parts[h.part].replicas[h.slot] = y as u32;
+                    counts.remove(t as u32, x as u32);
+                    counts.add(t as u32, y as u32);
+                }
+                node = from;
+            }
+            any = true;
         }
     }
 }
@@ -220,6 +553,7 @@ pub(crate) fn place_only(model: &mut Model, homeless: &[Homeless]) {
 /// below. Returns the lower bound on replicas moved.
 pub(crate) fn rebalance(model: &mut Model, homeless: &[Homeless]) -> u64 {
     let n = model.n;
+    let before: Vec<Vec<u32>> = model.parts.iter().map(|p| p.replicas.clone()).collect();
     let mut counts = Counts::new(model);
     let replicas: Vec<usize> = model
         .topic_parts
@@ -302,5 +636,7 @@ pub(crate) fn rebalance(model: &mut Model, homeless: &[Homeless]) -> u64 {
             }
         }
     }
+    // Each swap spans more racks, or as many with one more replica back in its rack.
+    while rack_swaps(model, &before, &mut counts) {}
     lower_bound
 }

@@ -23,10 +23,13 @@
 //!   are water-filled: no moved replica could be re-placed on another eligible broker so that
 //!   its topic's counts get closer (`count_t[from] >= count_t[to] + 2`), or its topic's counts
 //!   stay as close and the cluster counts get closer (`count_t[from] == count_t[to] + 1` and
-//!   `count[from] >= count[to] + 2`). From a balanced start this normally gives a balanced
-//!   result, but not always: a leaving replica cannot go to a broker that already holds its
-//!   partition, and topic balance comes before cluster balance, either of which can force a
-//!   spread of 2.
+//!   `count[from] >= count[to] + 2`); nor could a chain of re-placements (each moved replica
+//!   taking the place another leaves) bring a topic's counts closer, or the cluster counts
+//!   within 1 while keeping every balanced topic balanced. Without racks the result is
+//!   therefore balanced whenever some placement of the replicas that must move is. That is not
+//!   always the case, even from a balanced start: a leaving replica cannot go to a broker that
+//!   already holds its partition, and the staying replicas are fixed, so one topic's balance
+//!   can force a cluster spread of 2.
 //! * **Rebalance** ([`Mode::Rebalance`]: brokers arrive, or `rebalance == true`). Without racks
 //!   the result is always balanced, with the fewest moves possible for that.
 //!   [`PlanSummary::lower_bound`] is that minimum, computed exactly (see `targets.rs`): per
@@ -43,18 +46,31 @@
 //!   one below it, so some partition can always move directly between them); a homeless
 //!   replica whose partition already sits on every broker below target costs one extra move.
 //!   With an RF decrease the bound counts from the replicas left after the drops.
+//!   Against the physical bound `k / (N + k)` of the replicas for `k` brokers added to `N`
+//!   balanced ones: with one or two topics the minimum is at most that; with three or more,
+//!   balance per topic and overall can need more (1.5x in `tests.rs`'
+//!   `balance_can_cost_more_than_the_physical_bound`), and balance comes first.
 //! * **Racks** (when brokers have racks, all target brokers must have one). Rack diversity is a
 //!   hard constraint: no partition the plan touches ends with fewer distinct racks than
 //!   `min(its racks before, RF, racks in the target set)`, and every replica placed raises the
-//!   partition to that many racks where it can. A replica leaving a broker prefers a broker in
-//!   its own rack among equally balanced choices. With racks, balance is best effort (uneven
-//!   racks can make it impossible, e.g. RF 3 over three racks of which one has a single broker).
+//!   partition to that many racks where it can (in placement-only mode before balance, in
+//!   rebalance mode among the brokers the balance allows). A replica leaving a broker prefers a
+//!   broker in its own rack among equally balanced choices. Finally every moved replica is
+//!   swapped to another broker when that costs nothing (the other broker holds one fewer of
+//!   the topic and one fewer overall, so every count stays as balanced and as many replicas
+//!   move) and spans more racks or, spanning as many, returns the replica to the rack of the
+//!   broker it left. With racks, balance is best effort (uneven racks can make it impossible,
+//!   e.g. RF 3 over three racks of which one has a single broker); with a single rack, racks
+//!   change nothing.
 //! * **Leaders** (both modes): preferred leaders are rebalanced by reordering replicas only,
-//!   changing leaders only along the paths the balancing needs. When every partition has the same
-//!   replication factor and replica counts are balanced, preferred-leader counts end balanced
-//!   per topic and overall (such a leader assignment always exists then, and the balancing uses
-//!   augmenting paths, which find it). A replaced replica's slot is kept, so a partition whose
-//!   leader moves keeps leadership with the replica that took its place.
+//!   changing leaders only along the paths the balancing needs (if the leaders are balanced
+//!   already, no partition is reordered). Whatever the replication factors, each topic's
+//!   preferred leaders end balanced whenever some choice among its partitions' replicas is,
+//!   and the cluster's too whenever a choice balanced per topic and overall exists: the
+//!   balancing uses augmenting paths, which find one. When every partition has the same
+//!   replication factor and replica counts are balanced, such a choice always exists. A
+//!   replaced replica's slot is kept, so a partition whose leader moves keeps leadership with
+//!   the replica that took its place.
 //! * **Replication factor**: an increase adds replicas to the least loaded eligible brokers (rack
 //!   aware); a decrease first drops replicas on leaving brokers (unless that would cost rack
 //!   diversity that dropping another replica would not), then the replicas on the most loaded
