@@ -64,8 +64,6 @@ pub enum Phase {
     Restarting,
     /// Some brokers are not ready.
     Degraded,
-    /// The cluster is being deleted.
-    Deleting,
 }
 
 impl Phase {
@@ -79,7 +77,6 @@ impl Phase {
             Phase::Blocked => "Blocked",
             Phase::Restarting => "Restarting",
             Phase::Degraded => "Degraded",
-            Phase::Deleting => "Deleting",
         }
     }
 }

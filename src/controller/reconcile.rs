@@ -404,11 +404,6 @@ pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Act
     let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
     let name = kc.name_any();
     ctx.kafka.forget(&namespace, &name);
-    let mut status = kc.status.clone().unwrap_or_default();
-    if status.phase != Some(Phase::Deleting) {
-        status.phase = Some(Phase::Deleting);
-        patch_status(ctx, &namespace, &name, &status).await?;
-    }
     let policy = kc.spec.pvc_retention.when_deleted;
     if policy == RetentionPolicy::Delete {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);

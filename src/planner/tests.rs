@@ -285,6 +285,25 @@ fn racks_of(req: &PlanRequest) -> BTreeMap<i32, String> {
     r
 }
 
+/// Distinct racks of the target brokers.
+fn target_rack_count(req: &PlanRequest) -> usize {
+    req.brokers
+        .iter()
+        .filter_map(|b| b.rack.as_deref())
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// The topics of an assignment, sorted.
+fn topic_names(parts: &[PartitionAssignment]) -> Vec<&str> {
+    parts
+        .iter()
+        .map(|p| p.topic.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 fn diversity(replicas: &[i32], racks: &BTreeMap<i32, String>) -> usize {
     replicas
         .iter()
@@ -298,12 +317,7 @@ fn diversity(replicas: &[i32], racks: &BTreeMap<i32, String>) -> usize {
 fn check_valid(req: &PlanRequest, plan: &Plan) {
     let target_ids: BTreeSet<i32> = req.brokers.iter().map(|b| b.id).collect();
     let racks = racks_of(req);
-    let target_racks = req
-        .brokers
-        .iter()
-        .filter_map(|b| b.rack.clone())
-        .collect::<BTreeSet<_>>()
-        .len();
+    let target_racks = target_rack_count(req);
     assert_eq!(plan.target.len(), req.current.len());
     for (c, t) in req.current.iter().zip(&plan.target) {
         assert_eq!((&c.topic, c.partition), (&t.topic, t.partition));
@@ -435,13 +449,7 @@ fn check_leaders(req: &PlanRequest, plan: &Plan) {
             "leaders unbalanced although replicas are balanced: {m:?}\n{req:?}"
         );
     }
-    let topics: Vec<&str> = plan
-        .target
-        .iter()
-        .map(|p| p.topic.as_str())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let topics = topic_names(&plan.target);
     let mut all_topics_reachable = true;
     for &t in &topics {
         if leaders_balanceable(&plan.target, &brokers, &[t], false) {
@@ -467,12 +475,7 @@ fn check_leaders(req: &PlanRequest, plan: &Plan) {
 fn check_water_filled(req: &PlanRequest, plan: &Plan) {
     let brokers = ids(req);
     let racks = racks_of(req);
-    let target_racks = req
-        .brokers
-        .iter()
-        .filter_map(|b| b.rack.clone())
-        .collect::<BTreeSet<_>>()
-        .len();
+    let target_racks = target_rack_count(req);
     let (total, topic) = counts(&plan.target, &brokers);
     for (c, t) in req.current.iter().zip(&plan.target) {
         let goal = t.replicas.len().min(target_racks);
@@ -678,13 +681,7 @@ fn balanced_placement_exists(req: &PlanRequest) -> Option<bool> {
     let brokers = ids(req);
     let m = brokers.len() as i64;
     let pos: BTreeMap<i32, usize> = brokers.iter().enumerate().map(|(i, &b)| (b, i)).collect();
-    let topics: Vec<&str> = req
-        .current
-        .iter()
-        .map(|p| p.topic.as_str())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let topics = topic_names(&req.current);
     let (s, t) = (0, 1);
     let part0 = 2;
     let tb0 = part0 + req.current.len();
@@ -761,12 +758,7 @@ fn check_balanced_where_reachable(req: &PlanRequest, plan: &Plan) {
 ///   it there at the same number of racks.
 fn check_rack_choices(req: &PlanRequest, plan: &Plan) {
     let racks = racks_of(req);
-    let target_racks = req
-        .brokers
-        .iter()
-        .filter_map(|b| b.rack.clone())
-        .collect::<BTreeSet<_>>()
-        .len();
+    let target_racks = target_rack_count(req);
     if target_racks == 0 {
         return;
     }
