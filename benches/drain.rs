@@ -9,9 +9,10 @@
 //! move complete (which also clears the throttles). Between the two, the partitions are moved
 //! back so both start from the same assignment.
 //!
-//! Run twice: with a throttle that binds, and with one that does not (then the machine sets the
-//! pace). `cargo bench --bench drain`; `DRAIN_MB` (default 48) sets the data on the drained
-//! broker, `DRAIN_RATE` (bytes/s, default 4000000) the binding throttle.
+//! Run with a throttle that binds, and with one that does not (then the machine sets the pace),
+//! each `DRAIN_RUNS` times (default 3) per side, alternating which side goes first; the medians
+//! are printed. `cargo bench --bench drain`; `DRAIN_MB` (default 48) sets the data on the
+//! drained broker, `DRAIN_RATE` (bytes/s, default 4000000) the binding throttle.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ const LEAVING: i32 = 3;
 async fn main() -> anyhow::Result<()> {
     let mb: u64 = env_or("DRAIN_MB", 48);
     let rate: u64 = env_or("DRAIN_RATE", 4_000_000);
+    let runs = env_or("DRAIN_RUNS", 3).max(1);
     eprintln!("starting a local cluster: 3 controllers, {BROKERS} brokers");
     let kafka = LocalKafka::start(LocalKafkaOptions::kraft(BROKERS)).await?;
     let admin = kafka.admin()?;
@@ -111,21 +113,34 @@ async fn main() -> anyhow::Result<()> {
         "  {:<22} {:>9} {:>9} {:>7} {:>15}",
         "throttle", "ours", "theirs", "ratio", "throttle limit"
     );
+    println!("  (medians of {runs} runs each)");
     for rate in [rate, UNTHROTTLED] {
-        let ours = drain_ours(&admin, rate).await?;
-        restore(&admin, &original).await?;
-        let theirs = drain_theirs(&kafka, &admin, &plan_file, rate).await?;
-        restore(&admin, &original).await?;
         let label = if rate == UNTHROTTLED {
             "none (1 GB/s)".to_string()
         } else {
             format!("{:.1} MB/s", rate as f64 / 1e6)
         };
+        // Several rounds, the order alternating, so neither side always runs on a fresher
+        // cluster; the medians are compared.
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for round in 0..runs {
+            for side in [round % 2, 1 - round % 2] {
+                if side == 0 {
+                    ours.push(drain_ours(&admin, rate).await?.as_secs_f64());
+                } else {
+                    theirs.push(
+                        drain_theirs(&kafka, &admin, &plan_file, rate)
+                            .await?
+                            .as_secs_f64(),
+                    );
+                }
+                restore(&admin, &original).await?;
+            }
+        }
+        let (ours, theirs) = (median(&mut ours), median(&mut theirs));
         println!(
-            "  {label:<22} {:>8.1}s {:>8.1}s {:>7.2} {:>14.1}s",
-            ours.as_secs_f64(),
-            theirs.as_secs_f64(),
-            ours.as_secs_f64() / theirs.as_secs_f64(),
+            "  {label:<22} {ours:>8.1}s {theirs:>8.1}s {:>7.2} {:>14.1}s",
+            ours / theirs,
             busiest as f64 / rate as f64
         );
     }
@@ -171,6 +186,23 @@ async fn drain_ours(admin: &dyn KafkaAdmin, rate: u64) -> anyhow::Result<Duratio
         // As in the controller: a status change triggers the next round at once, otherwise
         // the operation is looked at again after the poll interval.
         let changed = input.operation.as_ref() != Some(&op);
+        if input
+            .operation
+            .as_ref()
+            .map(|o| (&o.step, &o.waiting_for, o.in_flight.len()))
+            != Some((&op.step, &op.waiting_for, op.in_flight.len()))
+        {
+            eprintln!(
+                "    {:>5.1}s {} {} in flight{}",
+                t0.elapsed().as_secs_f64(),
+                op.step,
+                op.in_flight.len(),
+                op.waiting_for
+                    .as_deref()
+                    .map(|w| format!(", waiting for {w}"))
+                    .unwrap_or_default()
+            );
+        }
         input.operation = Some(op);
         if !changed {
             tokio::time::sleep(POLL).await;
@@ -237,6 +269,11 @@ async fn restore(
 ) -> anyhow::Result<()> {
     admin.alter_reassignments(original).await?;
     wait_idle(admin).await
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

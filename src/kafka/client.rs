@@ -20,7 +20,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{join_all, try_join_all};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -736,8 +736,9 @@ impl KafkaAdmin for KafkaClient {
             batches.push(topics);
         }
         let mut out = BTreeMap::new();
-        for batch in batches {
-            out.extend(self.describe_config_batch(&batch).await?);
+        for described in try_join_all(batches.iter().map(|b| self.describe_config_batch(b))).await?
+        {
+            out.extend(described);
         }
         Ok(out)
     }
@@ -874,18 +875,30 @@ impl KafkaAdmin for KafkaClient {
                 .into_iter()
                 .map(|(k, v)| (k, ConfigOp::Set(v)))
                 .collect();
-            for b in &throttle.brokers {
-                self.incremental_alter(&ConfigResource::Broker(*b), &rates)
-                    .await?;
-            }
-            for (topic, configs) in throttle.topic_configs() {
-                let ops = configs
-                    .into_iter()
-                    .map(|(k, v)| (k, ConfigOp::Set(v)))
-                    .collect();
-                self.incremental_alter(&ConfigResource::Topic(topic), &ops)
-                    .await?;
-            }
+            // Independent changes, sent at once: each is a round trip to its own broker.
+            let changes: Vec<(ConfigResource, BTreeMap<String, ConfigOp>)> = throttle
+                .brokers
+                .iter()
+                .map(|b| (ConfigResource::Broker(*b), rates.clone()))
+                .chain(
+                    throttle
+                        .topic_configs()
+                        .into_iter()
+                        .map(|(topic, configs)| {
+                            let ops = configs
+                                .into_iter()
+                                .map(|(k, v)| (k, ConfigOp::Set(v)))
+                                .collect();
+                            (ConfigResource::Topic(topic), ops)
+                        }),
+                )
+                .collect();
+            try_join_all(
+                changes
+                    .iter()
+                    .map(|(r, ops)| self.incremental_alter(r, ops)),
+            )
+            .await?;
             Ok(())
         })
         .await
@@ -898,21 +911,25 @@ impl KafkaAdmin for KafkaClient {
                     .map(|k| (k.to_string(), ConfigOp::Delete))
                     .collect()
             };
-            for b in brokers {
-                self.incremental_alter(
-                    &ConfigResource::Broker(*b),
-                    &delete([LEADER_RATE, FOLLOWER_RATE]),
+            let rates = delete([LEADER_RATE, FOLLOWER_RATE]);
+            let replicas = delete([LEADER_REPLICAS, FOLLOWER_REPLICAS]);
+            let resources: Vec<(ConfigResource, &BTreeMap<String, ConfigOp>)> = brokers
+                .iter()
+                .map(|b| (ConfigResource::Broker(*b), &rates))
+                .chain(
+                    topics
+                        .iter()
+                        .map(|t| (ConfigResource::Topic(t.clone()), &replicas)),
                 )
-                .await?;
-            }
-            for t in topics {
-                match self
-                    .incremental_alter(
-                        &ConfigResource::Topic(t.clone()),
-                        &delete([LEADER_REPLICAS, FOLLOWER_REPLICAS]),
-                    )
-                    .await
-                {
+                .collect();
+            let results = join_all(
+                resources
+                    .iter()
+                    .map(|(r, ops)| self.incremental_alter(r, ops)),
+            )
+            .await;
+            for result in results {
+                match result {
                     // A deleted topic has no throttle left to clear.
                     Err(KafkaError::UnknownTopic { .. }) => {}
                     other => other?,

@@ -13,21 +13,16 @@ pub struct PendingMove {
     pub target: Vec<BrokerId>,
     /// Bytes a new replica has to copy.
     pub size: u64,
+    /// The partition's leader now: the broker the new replicas fetch from.
+    pub leader: Option<BrokerId>,
 }
 
 impl PendingMove {
-    /// Brokers that copy data in this move: every broker gaining a replica, and every broker
-    /// of the current set (any of them may serve as the leader the new replicas fetch from).
+    /// Brokers that copy data in this move: every broker gaining a replica, and the leader
+    /// serving them (any current replica when the leader is not known).
     pub fn involved(&self) -> Vec<BrokerId> {
-        let mut brokers: Vec<BrokerId> = self
-            .current
-            .iter()
-            .chain(self.target.iter())
-            .copied()
-            .collect();
-        brokers.sort_unstable();
-        brokers.dedup();
-        brokers
+        let adding = self.target.iter().filter(|b| !self.current.contains(b));
+        copying(self.leader, &self.current, adding)
     }
 
     /// Whether only the order of replicas changes (no data moves).
@@ -40,8 +35,25 @@ impl PendingMove {
     }
 }
 
-/// Picks the moves to submit now. `in_flight` are the replica sets of moves already running
-/// (every broker of each counts as busy). A move is taken when none of its brokers would then
+/// Brokers busy with a copy: those `adding` a replica and the `leader` they fetch from, or
+/// every one of `current` when the leader is not known.
+pub fn copying<'a>(
+    leader: Option<BrokerId>,
+    current: &[BrokerId],
+    adding: impl Iterator<Item = &'a BrokerId>,
+) -> Vec<BrokerId> {
+    let sources: Vec<BrokerId> = match leader {
+        Some(l) => vec![l],
+        None => current.to_vec(),
+    };
+    let mut brokers: Vec<BrokerId> = sources.into_iter().chain(adding.copied()).collect();
+    brokers.sort_unstable();
+    brokers.dedup();
+    brokers
+}
+
+/// Picks the moves to submit now. `in_flight` are the brokers busy with each move already
+/// running (see [`copying`]). A move is taken when none of its brokers would then
 /// exceed `max_per_broker` moves in flight; moves that copy no data are always taken. Larger
 /// partitions go first, so the long copies start early and the tail of a drain is short.
 pub fn next_batch(
@@ -87,6 +99,7 @@ mod tests {
             current: current.to_vec(),
             target: target.to_vec(),
             size,
+            leader: current.first().copied(),
         }
     }
 
@@ -97,7 +110,7 @@ mod tests {
             mv("a", 1, &[3, 1], &[2, 1], 30),
             mv("a", 2, &[3, 2], &[0, 2], 20),
         ];
-        // Broker 3 is in every move: at most 2 at once.
+        // Broker 3 leads every move: at most 2 at once.
         let batch = next_batch(&pending, &[], 2);
         let picked: Vec<i32> = batch.iter().map(|m| m.partition.partition).collect();
         assert_eq!(picked, vec![1, 2]);
@@ -105,6 +118,26 @@ mod tests {
         let batch = next_batch(&pending, &[vec![3, 4]], 2);
         assert_eq!(batch.len(), 1);
         assert_eq!(batch[0].partition.partition, 1);
+    }
+
+    #[test]
+    fn only_the_leader_and_the_new_replicas_are_busy() {
+        // Broker 3 leaves but leads none of these: it serves no copy, so all go at once, each
+        // receiving broker and each leader taking one.
+        let pending = vec![
+            mv("a", 0, &[0, 3], &[0, 1], 10),
+            mv("a", 1, &[1, 3], &[1, 2], 30),
+            mv("a", 2, &[2, 3], &[2, 0], 20),
+        ];
+        assert_eq!(next_batch(&pending, &[], 2).len(), 3);
+        // The leader unknown: every current replica counts, broker 3 among them.
+        let unknown: Vec<PendingMove> = pending
+            .into_iter()
+            .map(|m| PendingMove { leader: None, ..m })
+            .collect();
+        assert_eq!(next_batch(&unknown, &[], 2).len(), 2);
+        assert_eq!(copying(None, &[1, 3], [2].iter()), vec![1, 2, 3]);
+        assert_eq!(copying(Some(1), &[1, 3], [2].iter()), vec![1, 2]);
     }
 
     #[test]
@@ -117,6 +150,9 @@ mod tests {
     #[test]
     fn nothing_when_saturated() {
         let pending = vec![mv("a", 0, &[1, 2], &[3, 2], 1)];
-        assert!(next_batch(&pending, &[vec![2, 5]], 1).is_empty());
+        // The leader (1) already serves a copy.
+        assert!(next_batch(&pending, &[vec![1, 5]], 1).is_empty());
+        // A follower (2) that only stays costs nothing.
+        assert_eq!(next_batch(&pending, &[vec![2, 5]], 1).len(), 1);
     }
 }

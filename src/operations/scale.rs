@@ -25,7 +25,7 @@ use crate::kafka::{
 };
 use crate::planner::{self, PartitionAssignment, PlanRequest};
 
-use super::batch::{PendingMove, next_batch};
+use super::batch::{PendingMove, copying, next_batch};
 use super::roll::min_insync_replicas;
 
 /// Rounds a submitted move may stay unlisted by Kafka without its target in the metadata
@@ -902,11 +902,14 @@ async fn move_partitions(
                 .get(&(m.topic.clone(), m.partition))
                 .copied()
                 .unwrap_or(0);
+            let partition = TopicPartition::new(m.topic, m.partition);
+            let leader = snapshot.partition(&partition).and_then(|p| p.leader);
             PendingMove {
-                partition: TopicPartition::new(m.topic, m.partition),
+                partition,
                 current: m.current,
                 target: m.target,
                 size,
+                leader,
             }
         })
         .collect();
@@ -955,8 +958,11 @@ async fn move_partitions(
 
     let in_flight: Vec<Vec<BrokerId>> = snapshot
         .reassignments
-        .values()
-        .map(|r| r.replicas.clone())
+        .iter()
+        .map(|(tp, r)| {
+            let leader = snapshot.partition(tp).and_then(|p| p.leader);
+            copying(leader, &r.replicas, r.adding.iter())
+        })
         .collect();
     let batch = next_batch(
         &pending,
