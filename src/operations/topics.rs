@@ -379,6 +379,23 @@ mod tests {
         )])
     }
 
+    /// Adds a value the topic inherits (a default or the broker's setting, not its own).
+    fn inherit(
+        configs: &mut BTreeMap<String, BTreeMap<String, ConfigValue>>,
+        topic: &str,
+        key: &str,
+        value: &str,
+    ) {
+        configs.entry(topic.to_string()).or_default().insert(
+            key.to_string(),
+            ConfigValue {
+                value: Some(value.to_string()),
+                is_default: false,
+                overridden: false,
+            },
+        );
+    }
+
     #[test]
     fn missing_topics_are_created_with_their_config() {
         let actions = plan_topics(
@@ -400,14 +417,7 @@ mod tests {
     #[test]
     fn topics_in_shape_need_nothing() {
         let mut current = configs("a", &[("retention.ms", "1000")]);
-        current.get_mut("a").unwrap().insert(
-            "cleanup.policy".into(),
-            ConfigValue {
-                value: Some("delete".into()),
-                is_default: true,
-                overridden: false,
-            },
-        );
+        inherit(&mut current, "a", "cleanup.policy", "delete");
         let actions = plan_topics(
             &[spec("a", 3, 2, &[("retention.ms", "1000")])],
             &snapshot(vec![topic("a", 3, 2), topic("unmanaged", 1, 1)]),
@@ -459,14 +469,7 @@ mod tests {
             ],
         );
         // Inherited from the broker: not the topic's own setting, nothing to reset.
-        current.get_mut("a").unwrap().insert(
-            "max.message.bytes".into(),
-            ConfigValue {
-                value: Some("2000000".into()),
-                is_default: false,
-                overridden: false,
-            },
-        );
+        inherit(&mut current, "a", "max.message.bytes", "2000000");
         let actions = plan_topics(
             &[spec("a", 3, 2, &[("retention.ms", "1000")])],
             &snapshot(vec![topic("a", 3, 2)]),

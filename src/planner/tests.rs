@@ -285,6 +285,11 @@ fn racks_of(req: &PlanRequest) -> BTreeMap<i32, String> {
     r
 }
 
+/// The brokers of `a` that `b` does not list, in `a`'s order.
+fn without(a: &[i32], b: &[i32]) -> Vec<i32> {
+    a.iter().copied().filter(|x| !b.contains(x)).collect()
+}
+
 /// Distinct racks of the target brokers.
 fn target_rack_count(req: &PlanRequest) -> usize {
     req.brokers
@@ -767,28 +772,13 @@ fn check_rack_choices(req: &PlanRequest, plan: &Plan) {
     let place_only = plan.summary.mode == Mode::PlaceOnly;
     for (c, t) in req.current.iter().zip(&plan.target) {
         let div = diversity(&t.replicas, &racks);
-        let added: Vec<i32> = t
-            .replicas
-            .iter()
-            .copied()
-            .filter(|b| !c.replicas.contains(b))
-            .collect();
-        let removed: Vec<i32> = c
-            .replicas
-            .iter()
-            .copied()
-            .filter(|b| !t.replicas.contains(b))
-            .collect();
+        let added = without(&t.replicas, &c.replicas);
+        let removed = without(&c.replicas, &t.replicas);
         if added.is_empty() {
             continue;
         }
         if place_only {
-            let kept: Vec<i32> = t
-                .replicas
-                .iter()
-                .copied()
-                .filter(|b| c.replicas.contains(b))
-                .collect();
+            let kept = without(&t.replicas, &without(&t.replicas, &c.replicas));
             let reachable = (diversity(&kept, &racks) + added.len())
                 .min(t.replicas.len())
                 .min(target_racks);
@@ -864,18 +854,8 @@ fn slots_kept(req: &PlanRequest, plan: &Plan) -> Option<Vec<PartitionAssignment>
         .iter()
         .zip(&plan.target)
         .map(|(c, t)| {
-            let added: Vec<i32> = t
-                .replicas
-                .iter()
-                .copied()
-                .filter(|b| !c.replicas.contains(b))
-                .collect();
-            let mut replicas: Vec<i32> = c
-                .replicas
-                .iter()
-                .filter(|b| t.replicas.contains(b))
-                .copied()
-                .collect();
+            let added = without(&t.replicas, &c.replicas);
+            let mut replicas = without(&c.replicas, &without(&c.replicas, &t.replicas));
             match (c.replicas.len() - replicas.len(), added.as_slice()) {
                 (0, []) => replicas = c.replicas.clone(),
                 (0, [a]) => {
