@@ -79,7 +79,12 @@ async fn scenario(kafka: &LocalKafka) -> anyhow::Result<()> {
                 .partitions
                 .iter()
                 .all(|p| p.fully_in_sync());
-            Ok((!moving && in_sync).then_some(snap))
+            // The controller reports a move done before every broker's metadata shows it, and
+            // the metadata may come from a broker that lags: done is when it shows the target.
+            let shown = target
+                .iter()
+                .all(|(tp, r)| snap.partition(tp).is_some_and(|p| &p.replicas == r));
+            Ok((!moving && in_sync && shown).then_some(snap))
         },
     )
     .await?;
