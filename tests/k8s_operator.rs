@@ -406,8 +406,53 @@ async fn kraft_cluster_scales_up_refuses_to_shrink_and_rerenders_config() {
     )
     .await;
 
-    // A hand edit of an owned object is undone.
+    // Kept volumes of an earlier cluster are taken over by setting status.clusterId back to
+    // their id, as the README says: every pod gets that id, and the operator keeps it.
+    let adopted = "Q2x1c3RlckJlZm9yZU5vdw";
+    let patch = format!(r#"{{"status":{{"clusterId":"{adopted}"}}}}"#);
+    let (ok, _, err) = kubectl(
+        &[
+            "patch",
+            "kafkacluster",
+            "kafka",
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "kubectl patch of status.clusterId failed: {err}");
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    eventually(
+        "every pod template to carry the adopted cluster id",
+        TIMEOUT,
+        || {
+            let statefulsets = statefulsets.clone();
+            async move {
+                for name in ["kafka", "kafka-controller"] {
+                    let sts = statefulsets.get(name).await.ok()?;
+                    let env = sts.spec?.template.spec?.containers.first()?.env.clone()?;
+                    let id = env.iter().find(|e| e.name == "KAFKA_CLUSTER_ID")?;
+                    if id.value.as_deref() != Some(adopted) {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+    let kc = reconciled(&client, ns, "kafka").await;
+    assert_eq!(
+        kc.status.as_ref().unwrap().cluster_id.as_deref(),
+        Some(adopted)
+    );
+
+    // A hand edit of an owned object is undone.
     statefulsets
         .patch(
             "kafka",

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::Cluster;
 
-use super::config::{self, Kubernetes, Node};
+use super::config::{self, Environment, Kubernetes, Node};
 use super::names::{self, JMX_PORT};
 use super::owner_reference;
 
@@ -44,16 +44,21 @@ const DEFAULT_JMX_RULES: &str = r#"rules:
 
 /// The ConfigMap's data.
 pub fn config_data(cluster: &Cluster) -> BTreeMap<String, String> {
-    let env = Kubernetes { cluster };
+    config_data_in(cluster, &Kubernetes { cluster })
+}
+
+/// The ConfigMap's data for nodes that run in `env` (the testbed starts local nodes from it
+/// with the same start script).
+pub fn config_data_in(cluster: &Cluster, env: &dyn Environment) -> BTreeMap<String, String> {
     let mut data = BTreeMap::new();
     data.insert(
         "broker.properties".to_string(),
-        config::render(&config::broker_properties(cluster, &env, Node::FromPod)),
+        config::render(&config::broker_properties(cluster, env, Node::FromPod)),
     );
     if cluster.is_kraft() {
         data.insert(
             "controller.properties".to_string(),
-            config::render(&config::controller_properties(cluster, &env, Node::FromPod)),
+            config::render(&config::controller_properties(cluster, env, Node::FromPod)),
         );
     }
     data.insert("start.sh".to_string(), START_SCRIPT.to_string());

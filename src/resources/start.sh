@@ -2,11 +2,16 @@
 # Starts one Kafka node from the configuration the operator rendered into the ConfigMap.
 # Usage: start.sh broker|controller
 # Environment: POD_NAME (from the downward API), NODE_ID_BASE, KAFKA_CLUSTER_ID (KRaft only).
+# Optional: KAFKA_OPERATOR_CONFIG_DIR (where the ConfigMap is mounted, default
+# /etc/kafka-operator), KAFKA_OPERATOR_WORK_DIR (scratch space, default /tmp/kafka-operator),
+# LOG_DIR (Kafka's own log files, default /tmp/kafka-logs).
 set -eu
 
 role="$1"
 ordinal="${POD_NAME##*-}"
 NODE_ID=$((NODE_ID_BASE + ordinal))
+config_dir="${KAFKA_OPERATOR_CONFIG_DIR:-/etc/kafka-operator}"
+work="${KAFKA_OPERATOR_WORK_DIR:-/tmp/kafka-operator}"
 
 # The official apache/kafka image keeps Kafka under /opt/kafka; Confluent images put the same
 # tools on the PATH without the .sh suffix.
@@ -21,17 +26,27 @@ else
   exit 1
 fi
 
-work=/tmp/kafka-operator
-mkdir -p "$work" /var/lib/kafka/data
+mkdir -p "$work"
 sed -e "s|\${NODE_ID}|$NODE_ID|g" -e "s|\${POD_NAME}|$POD_NAME|g" \
-  "/etc/kafka-operator/$role.properties" >"$work/server.properties"
+  "$config_dir/$role.properties" >"$work/server.properties"
 
 # Kafka's scripts write their own logs next to the installation by default, which is read-only.
-export LOG_DIR=/tmp/kafka-logs
+export LOG_DIR="${LOG_DIR:-/tmp/kafka-logs}"
 
 if [ -n "${KAFKA_CLUSTER_ID:-}" ]; then
-  # Formats a new log directory with the cluster's id; an existing one is left alone, and a
-  # directory of another cluster makes the node refuse to start rather than mix data.
+  # A log directory of another Kafka cluster (a volume kept from a deleted KafkaCluster, say)
+  # must not be started into this one: refuse with what to do instead.
+  log_dirs=$(sed -n -e 's/^log\.dirs=//p' -e 's/^metadata\.log\.dir=//p' "$work/server.properties" | tr ',' ' ')
+  for dir in $log_dirs; do
+    [ -f "$dir/meta.properties" ] || continue
+    found=$(sed -n 's/^cluster\.id=//p' "$dir/meta.properties")
+    if [ -n "$found" ] && [ "$found" != "$KAFKA_CLUSTER_ID" ]; then
+      echo "start.sh: $dir holds data of Kafka cluster $found, but this KafkaCluster's cluster id (status.clusterId) is $KAFKA_CLUSTER_ID." >&2
+      echo "start.sh: to keep that data, set status.clusterId back to $found; to discard it, delete this pod's PersistentVolumeClaim. Nothing was changed." >&2
+      exit 1
+    fi
+  done
+  # Formats a new log directory with the cluster's id; an existing one is left alone.
   "$storage_tool" format --cluster-id "$KAFKA_CLUSTER_ID" --config "$work/server.properties" --ignore-formatted
 fi
 

@@ -23,10 +23,22 @@ impl ManagedProcess {
         args: &[String],
         log: &Path,
     ) -> std::io::Result<ManagedProcess> {
+        Self::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// [`spawn`](Self::spawn), with `env` added to this process's environment.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> std::io::Result<ManagedProcess> {
         let out = File::options().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         let mut cmd = Command::new(program);
         cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -74,6 +86,11 @@ impl ManagedProcess {
             Some(child) => !matches!(child.try_wait(), Ok(None)),
             None => true,
         }
+    }
+
+    /// How the process ended, once it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// Asks the process to stop (SIGTERM), then kills it after `grace`.
