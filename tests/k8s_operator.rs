@@ -406,26 +406,19 @@ async fn kraft_cluster_scales_up_refuses_to_shrink_and_rerenders_config() {
     )
     .await;
 
-    // Kept volumes of an earlier cluster are taken over by setting status.clusterId back to
-    // their id, as the README says: every pod gets that id, and the operator keeps it.
+    // Kept volumes of an earlier cluster are adopted through spec.clusterId: every pod gets
+    // that id, status.clusterId follows, and an event says so. (No broker is ready here, so no
+    // running Kafka could report another id.)
     let adopted = "Q2x1c3RlckJlZm9yZU5vdw";
-    let patch = format!(r#"{{"status":{{"clusterId":"{adopted}"}}}}"#);
-    let (ok, _, err) = kubectl(
-        &[
-            "patch",
-            "kafkacluster",
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    clusters
+        .patch(
             "kafka",
-            "-n",
-            ns,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
-        ],
-        None,
-    )
-    .await;
-    assert!(ok, "kubectl patch of status.clusterId failed: {err}");
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"clusterId": adopted}})),
+        )
+        .await
+        .unwrap();
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     eventually(
         "every pod template to carry the adopted cluster id",
@@ -451,6 +444,10 @@ async fn kraft_cluster_scales_up_refuses_to_shrink_and_rerenders_config() {
         kc.status.as_ref().unwrap().cluster_id.as_deref(),
         Some(adopted)
     );
+    eventually("a ClusterIdAdopted event", TIMEOUT, || async {
+        events(ns).await.contains("ClusterIdAdopted").then_some(())
+    })
+    .await;
 
     // A hand edit of an owned object is undone.
     statefulsets
@@ -634,6 +631,14 @@ async fn bad_specs_are_refused_at_apply_time_naming_the_field() {
         (
             "  brokerCount: 3\n  storageClass: Not_A_Class\n",
             "storageClass",
+        ),
+        (
+            "  brokerCount: 3\n  clusterId: not-an-id\n",
+            "clusterId must be a Kafka cluster id",
+        ),
+        (
+            "  brokerCount: 3\n  zookeeperConnect: zk:2181\n  clusterId: Q2x1c3RlckJlZm9yZU5vdw\n",
+            "clusterId applies to KRaft clusters only",
         ),
         (
             "  brokerCount: 3\n  minimumGracePeriod: -5\n",

@@ -318,7 +318,7 @@ async fn scenario(pods: &Pods) -> anyhow::Result<()> {
     ensure!(
         out.contains(&format!("holds data of Kafka cluster {CLUSTER_ID}"))
             && out.contains(OTHER_CLUSTER_ID)
-            && out.contains("set status.clusterId back to")
+            && out.contains(&format!("set spec.clusterId: {CLUSTER_ID}"))
             && !out.contains("starting broker"),
         "{out}"
     );

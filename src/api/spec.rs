@@ -122,6 +122,11 @@ use super::validate::{
     "controllers.resources.diskSpace cannot be changed on a cluster with persistent volumes (storageClass is not emptyDir): a StatefulSet's volumeClaimTemplates cannot be changed and this operator cannot resize volumes yet; keep diskSpace at its current value, and to grow the disks expand each controller's PersistentVolumeClaim (data-<cluster>-controller-<n>) by hand if its StorageClass allows volume expansion"
 ).field_path(".controllers.resources.diskSpace"))]
 #[x_kube(validation = Rule::new(
+    "!has(self.zookeeperConnect) || !has(self.clusterId)"
+).message(
+    "clusterId applies to KRaft clusters only: in ZooKeeper mode the cluster id is kept in ZooKeeper"
+).field_path(".clusterId"))]
+#[x_kube(validation = Rule::new(
     "!has(self.zookeeperConnect) || !has(self.controllers)"
 ).message(
     "controllers configures the KRaft quorum and cannot be used with zookeeperConnect (ZooKeeper mode)"
@@ -149,6 +154,15 @@ pub struct KafkaClusterSpec {
     #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9.-]+(:[0-9]+)?(,[A-Za-z0-9.-]+(:[0-9]+)?)*(/[A-Za-z0-9._/-]*)?$')").message("zookeeperConnect must look like host:port[,host:port][/chroot]"))]
     pub zookeeper_connect: Option<String>,
+
+    /// KRaft only: the cluster id new volumes are formatted with and existing ones must carry.
+    /// Absent, the operator chooses one when the cluster is created (`status.clusterId`). Set
+    /// it to the id of volumes kept from an earlier cluster of the same name to start from
+    /// their data (a pod that refuses such a volume prints its id); the operator takes it only
+    /// while no running Kafka cluster reports another id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_-]{22}$')").message("clusterId must be a Kafka cluster id: 22 characters of base64url (letters, digits, '-' and '_'), as in the cluster.id line of a volume's meta.properties"))]
+    pub cluster_id: Option<String>,
 
     /// Broker configuration.
     #[serde(default)]

@@ -47,6 +47,8 @@ pub struct Cluster {
     pub image_flavor: ImageFlavor,
     pub broker_count: i32,
     pub mode: Mode,
+    /// The KRaft cluster id the spec asks for (adopting kept volumes), if any.
+    pub cluster_id: Option<String>,
     pub broker: NodeResources,
     pub storage: Storage,
     /// Broker settings from the spec, as `server.properties` keys (typed options first, then
@@ -218,6 +220,22 @@ pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
         }
     };
 
+    let cluster_id = match (&spec.cluster_id, &mode) {
+        (Some(_), Mode::ZooKeeper { .. }) => {
+            return Err(SpecError::new(
+                "clusterId",
+                "applies to KRaft clusters only: in ZooKeeper mode the cluster id is kept in ZooKeeper",
+            ));
+        }
+        (Some(id), _) if !is_cluster_id(id) => {
+            return Err(SpecError::new(
+                "clusterId",
+                "must be a Kafka cluster id: 22 characters of base64url, as in the cluster.id line of a volume's meta.properties",
+            ));
+        }
+        (id, _) => id.clone(),
+    };
+
     let storage = match spec.storage_class.as_deref() {
         Some("emptyDir") => Storage::Ephemeral,
         Some("") | None => Storage::Persistent { class: None },
@@ -253,6 +271,7 @@ pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
         image_flavor,
         broker_count: spec.broker_count,
         mode,
+        cluster_id,
         broker,
         storage,
         broker_settings: broker_settings(kc),
@@ -455,6 +474,14 @@ fn broker_settings(kc: &KafkaCluster) -> BTreeMap<String, String> {
     props
 }
 
+/// Whether `id` looks like a Kafka cluster id: 16 bytes in unpadded base64url.
+fn is_cluster_id(id: &str) -> bool {
+    id.len() == 22
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,6 +507,22 @@ mod tests {
         );
         assert_eq!(c.broker.heap_bytes, 1 << 30);
         assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_cluster_id_to_adopt_must_be_kafkas_and_kraft() {
+        let c = validate(&cluster(
+            "brokerCount: 1\nclusterId: Q2x1c3RlckJlZm9yZU5vdw",
+        ))
+        .unwrap();
+        assert_eq!(c.cluster_id.as_deref(), Some("Q2x1c3RlckJlZm9yZU5vdw"));
+        let e = validate(&cluster("brokerCount: 1\nclusterId: short")).unwrap_err();
+        assert_eq!(e.field, "clusterId");
+        let e = validate(&cluster(
+            "brokerCount: 1\nzookeeperConnect: zk:2181\nclusterId: Q2x1c3RlckJlZm9yZU5vdw",
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("KRaft clusters only"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::api::{
     self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy, TopicStatus,
 };
+use crate::kafka::KafkaAdmin;
 use crate::operations::roll::{self, PodView, RollDecision, RollEnd};
 use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
 use crate::operations::topics::{
@@ -81,12 +82,6 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         }
     }
 
-    // The KRaft cluster id is chosen once and stored before any pod can format a volume with it.
-    if cluster.is_kraft() && status.cluster_id.is_none() {
-        status.cluster_id = Some(new_cluster_id());
-        patch_status(ctx, &namespace, &name, &status).await?;
-    }
-
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let existing = statefulsets
         .get_opt(&names::broker_statefulset(&name))
@@ -108,6 +103,46 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
     } else {
         None
     };
+
+    // The KRaft cluster id is stored before any pod can format a volume with it: chosen once,
+    // or the spec's, to adopt volumes kept from an earlier cluster.
+    let mut cluster_id_problem = None;
+    if cluster.is_kraft() {
+        match cluster_id_decision(&cluster, &status, admin.as_deref()).await {
+            ClusterId::Keep => {}
+            ClusterId::Set { id, adopted } => {
+                status.cluster_id = Some(id.clone());
+                patch_status(ctx, &namespace, &name, &status).await?;
+                if adopted {
+                    let message = format!(
+                        "cluster id {id} from spec.clusterId: volumes formatted with it are used, new ones get it"
+                    );
+                    info!(%namespace, %name, "{message}");
+                    ctx.event(
+                        &kc,
+                        EventType::Normal,
+                        "ClusterIdAdopted",
+                        "Validate",
+                        message,
+                    )
+                    .await;
+                }
+            }
+            ClusterId::Refuse(why) => {
+                if previous.observed_generation != kc.metadata.generation {
+                    ctx.event(
+                        &kc,
+                        EventType::Warning,
+                        "ClusterIdRefused",
+                        "Validate",
+                        why.clone(),
+                    )
+                    .await;
+                }
+                cluster_id_problem = Some(why);
+            }
+        }
+    }
 
     let pods = kafka_pods(ctx, &cluster).await?;
 
@@ -134,7 +169,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         now: Timestamp::now().to_string(),
         topics: cluster.topics.clone(),
     };
-    let mut kafka_problem = None;
+    let mut kafka_problem = cluster_id_problem;
     let outcome = match scale::advance(admin.as_deref(), &input).await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -331,7 +366,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
                     && ours != theirs
                 {
                     kafka_problem.get_or_insert(format!(
-                        "Kafka reports cluster id {theirs}, but this KafkaCluster formats its volumes with {ours}: new brokers would not join; restore status.clusterId to {theirs}"
+                        "Kafka reports cluster id {theirs}, but this KafkaCluster formats its volumes with {ours}: new brokers would not join; set spec.clusterId to {theirs}"
                     ));
                 }
             }
@@ -640,6 +675,61 @@ async fn patch_status(
     Ok(())
 }
 
+/// What to do with `status.clusterId` this round.
+#[derive(Debug, PartialEq, Eq)]
+enum ClusterId {
+    Keep,
+    /// Store this id; `adopted` when it comes from the spec.
+    Set {
+        id: String,
+        adopted: bool,
+    },
+    /// The spec's id is not taken; why, and what to do.
+    Refuse(String),
+}
+
+/// The spec's id wins over the stored one, but not over a running Kafka cluster that reports
+/// another id: switching the pods of a running cluster to another id would stop every one of
+/// them at its next start.
+async fn cluster_id_decision(
+    cluster: &Cluster,
+    status: &KafkaClusterStatus,
+    admin: Option<&dyn KafkaAdmin>,
+) -> ClusterId {
+    match (&cluster.cluster_id, &status.cluster_id) {
+        (None, None) => ClusterId::Set {
+            id: new_cluster_id(),
+            adopted: false,
+        },
+        (None, Some(_)) => ClusterId::Keep,
+        (Some(wanted), Some(current)) if wanted == current => ClusterId::Keep,
+        (Some(wanted), _) => {
+            // No ready broker: nothing runs that could disagree (the pods refuse the volumes
+            // of another cluster until they get this id).
+            let running = match admin {
+                None => None,
+                Some(admin) => match admin.snapshot().await {
+                    Ok(snapshot) => snapshot.cluster_id,
+                    Err(e) => {
+                        return ClusterId::Refuse(format!(
+                            "spec.clusterId {wanted} is taken once Kafka confirms the running cluster's id: {e}"
+                        ));
+                    }
+                },
+            };
+            match running {
+                Some(theirs) if &theirs != wanted => ClusterId::Refuse(format!(
+                    "spec.clusterId {wanted} is not the id of the running Kafka cluster ({theirs}); set spec.clusterId to {theirs} or remove it"
+                )),
+                _ => ClusterId::Set {
+                    id: wanted.clone(),
+                    adopted: true,
+                },
+            }
+        }
+    }
+}
+
 /// A new KRaft cluster id: 16 random bytes, base64url without padding, as Kafka makes them.
 fn new_cluster_id() -> String {
     use base64::Engine;
@@ -701,6 +791,43 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kraft(spec: &str) -> Cluster {
+        let spec = serde_yaml::from_str(spec).unwrap();
+        let mut kc = KafkaCluster::new("c", spec);
+        kc.metadata.namespace = Some("ns".into());
+        api::validate(&kc).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_spec_cluster_id_is_taken_when_no_broker_runs() {
+        const KEPT: &str = "Q2x1c3RlckJlZm9yZU5vdw";
+        let stored = |id: &str| KafkaClusterStatus {
+            cluster_id: Some(id.into()),
+            ..Default::default()
+        };
+        let chosen = kraft("brokerCount: 1");
+        match cluster_id_decision(&chosen, &KafkaClusterStatus::default(), None).await {
+            ClusterId::Set { id, adopted } => assert!(id.len() == 22 && !adopted),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            cluster_id_decision(&chosen, &stored("x"), None).await,
+            ClusterId::Keep
+        );
+        let adopting = kraft(&format!("brokerCount: 1\nclusterId: {KEPT}"));
+        assert_eq!(
+            cluster_id_decision(&adopting, &stored("Q2x1c3RlckFmdGVyVGhpcw"), None).await,
+            ClusterId::Set {
+                id: KEPT.into(),
+                adopted: true
+            }
+        );
+        assert_eq!(
+            cluster_id_decision(&adopting, &stored(KEPT), None).await,
+            ClusterId::Keep
+        );
+    }
 
     #[test]
     fn cluster_ids_look_like_kafkas() {

@@ -109,6 +109,10 @@ pub async fn next_restart(
         .copied()
         .filter(|p| p.role == Role::Broker)
         .collect();
+    // Brokers that may not restart yet do not hold the controllers back: restarting a
+    // controller changes nothing for the partitions (and a broker held for good, such as the
+    // only copy of a partition on ephemeral storage, must not stall the rest of the roll).
+    let mut held = None;
     if !brokers.is_empty() {
         let snapshot = admin.snapshot().await?;
         let min_isr = min_insync_replicas(admin, &snapshot).await?;
@@ -129,24 +133,35 @@ pub async fn next_restart(
                 Some(why) => reasons.push(why),
             }
         }
-        return Ok(RollDecision::Wait(format!(
-            "waiting: {}",
-            reasons.join("; ")
-        )));
+        held = Some(format!("waiting: {}", reasons.join("; ")));
     }
 
     // Controllers: a majority stays up (all are ready, one goes), the active one goes last,
     // and only while every voter is caught up with the metadata log, so the restarted one's
     // records are all held by others (a controller restarted before may still be catching up).
+    let controllers: Vec<&PodView> = outdated
+        .iter()
+        .copied()
+        .filter(|p| p.role == Role::Controller)
+        .collect();
+    if controllers.is_empty() {
+        return Ok(held.map_or(RollDecision::Done, RollDecision::Wait));
+    }
+    let wait = |why: String| {
+        RollDecision::Wait(match &held {
+            Some(brokers) => format!("{brokers}; {why}"),
+            None => why,
+        })
+    };
     let quorum = admin.quorum().await?;
     let Some(leader) = quorum.leader else {
-        return Ok(RollDecision::Wait(
+        return Ok(wait(
             "waiting for the controller quorum to elect a leader".into(),
         ));
     };
     let lagging = quorum.lagging(QUORUM_MAX_LAG_MS);
     if !lagging.is_empty() {
-        return Ok(RollDecision::Wait(format!(
+        return Ok(wait(format!(
             "waiting for controller(s) {} to catch up with the metadata log",
             lagging
                 .iter()
@@ -156,11 +171,6 @@ pub async fn next_restart(
         )));
     }
     let leader = Some(leader);
-    let controllers: Vec<&PodView> = outdated
-        .iter()
-        .copied()
-        .filter(|p| p.role == Role::Controller)
-        .collect();
     let pick = controllers
         .iter()
         .find(|p| {

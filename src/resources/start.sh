@@ -41,8 +41,8 @@ if [ -n "${KAFKA_CLUSTER_ID:-}" ]; then
     [ -f "$dir/meta.properties" ] || continue
     found=$(sed -n 's/^cluster\.id=//p' "$dir/meta.properties")
     if [ -n "$found" ] && [ "$found" != "$KAFKA_CLUSTER_ID" ]; then
-      echo "start.sh: $dir holds data of Kafka cluster $found, but this KafkaCluster's cluster id (status.clusterId) is $KAFKA_CLUSTER_ID." >&2
-      echo "start.sh: to keep that data, set status.clusterId back to $found; to discard it, delete this pod's PersistentVolumeClaim. Nothing was changed." >&2
+      echo "start.sh: $dir holds data of Kafka cluster $found, but this KafkaCluster's cluster id is $KAFKA_CLUSTER_ID." >&2
+      echo "start.sh: to keep that data, set spec.clusterId: $found in the KafkaCluster; to discard it, delete this pod's PersistentVolumeClaim. Nothing was changed." >&2
       exit 1
     fi
   done

@@ -173,7 +173,11 @@ impl LocalKafka {
             bail!("LocalKafka::start runs KRaft clusters; use start_zookeeper_mode");
         }
         let mut kafka = Self::prepare(options)?;
-        kafka.cluster_id = kafka.random_cluster_id().await?;
+        // The spec's clusterId when it has one, so the operator and the brokers agree on it.
+        kafka.cluster_id = match kafka.cluster.cluster_id.clone() {
+            Some(id) => id,
+            None => kafka.random_cluster_id().await?,
+        };
         // Controllers first: they boot while the brokers' storage is formatted.
         let controllers: Vec<(Role, i32)> = (0..kafka.cluster.controller_count())
             .map(|i| (Role::Controller, i))
@@ -543,6 +547,20 @@ impl LocalKafka {
         Ok(())
     }
 
+    /// Deletes the data of a stopped KRaft controller, as the loss of its emptyDir would; it
+    /// starts again with a freshly formatted log and catches up from the quorum.
+    pub fn wipe_controller(&mut self, ordinal: i32) -> anyhow::Result<()> {
+        if self.running_controllers().contains(&ordinal) {
+            bail!("controller {ordinal} is running; stop it before wiping its data");
+        }
+        let data = self.node_dir(Role::Controller, ordinal).join("data");
+        if data.exists() {
+            std::fs::remove_dir_all(&data)
+                .with_context(|| format!("removing {}", data.display()))?;
+        }
+        Ok(())
+    }
+
     /// Takes the settings of `cluster` (the spec as it is now): every node started from here on
     /// renders its configuration from them, as a pod recreated from a new template would. The
     /// local metadata quorum (its ZooKeeper address, its controllers) stays as it is.
@@ -558,14 +576,6 @@ impl LocalKafka {
             .filter(|n| n.role == Role::Controller && n.process.is_some())
             .map(|n| n.ordinal)
             .collect()
-    }
-
-    /// Restarts KRaft controller `ordinal` with its data and a freshly rendered configuration
-    /// (SIGTERM first, like a pod deletion); waits until its controller listener accepts
-    /// connections again.
-    pub async fn restart_controller(&mut self, ordinal: i32) -> anyhow::Result<()> {
-        self.stop_controller(ordinal).await?;
-        self.start_controller(ordinal).await
     }
 
     /// Stops KRaft controller `ordinal` (SIGTERM, killed after a grace period), keeping its data.

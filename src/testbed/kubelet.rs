@@ -7,8 +7,9 @@
 //! gone (at once with `storageClass: emptyDir`, else when its PersistentVolumeClaim is
 //! deleted). A pod recreated under the same name (a new UID: the operator deleted it to roll
 //! it) gets its broker or controller restarted with the configuration rendered from the
-//! KafkaCluster as it is now. A pod's Ready condition follows its process. Tests can hold a
-//! broker down ([`LocalKubelet::hold_down`]) to play a failed node.
+//! KafkaCluster as it is now, and with no data when its storage is an emptyDir. A pod's Ready
+//! condition follows its process. Tests can hold a broker down ([`LocalKubelet::hold_down`]) to
+//! play a failed node.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -184,6 +185,10 @@ async fn sync(
                 "local kubelet: the pod was recreated, restarting the broker"
             );
             kafka.stop_broker(*o).await?;
+            if volumes.ephemeral {
+                // A new pod gets a new emptyDir: the broker starts with no data.
+                kafka.wipe_broker(*o)?;
+            }
         }
     }
     let running = kafka.running_broker_ids();
@@ -239,7 +244,11 @@ async fn sync(
                 "local kubelet: the pod was recreated, restarting the controller"
             );
             refresh_config(clusters, volumes.cluster, &mut kafka).await?;
-            kafka.restart_controller(*o).await?;
+            kafka.stop_controller(*o).await?;
+            if volumes.ephemeral {
+                kafka.wipe_controller(*o)?;
+            }
+            kafka.start_controller(*o).await?;
             *owner = uid.clone();
         }
     }
