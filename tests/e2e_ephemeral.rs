@@ -1,12 +1,14 @@
 //! End to end with `storageClass: emptyDir`: a restarted pod gets a new, empty volume, so a
 //! rolling restart may only restart a broker whose every partition has another in-sync copy.
-//! The operator manages a KafkaCluster on the real API server while [`LocalKubelet`] runs its
+//! The operator manages a KafkaCluster on the real API server while a stand-in kubelet runs its
 //! pods as real brokers and wipes a broker's data whenever its pod is recreated.
 //!
 //! A configuration change rolls every pod except the broker holding the only replica of an
 //! RF 1 topic (the original project's `test1`); the status says why and what to do. Raising
 //! that topic's replication factor lets the roll finish. No acknowledged message is lost.
 
+#[path = "support/e2e.rs"]
+mod e2e;
 #[path = "support/kafka_support.rs"]
 mod kafka_support;
 mod support;
@@ -17,17 +19,14 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use kafka_operator::api::{KafkaCluster, Phase};
-use kafka_operator::controller::Settings;
 use kafka_operator::kafka::{KafkaAdmin, KafkaClient};
-use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
-use kafka_operator::testbed::kubelet::LocalKubelet;
 
-use kafka_support::{Scenarios, assert_same_messages, consume_all, produce, wait_for};
-use support::kube::{Operator, kubectl, namespace};
+use kafka_support::{Scenarios, produce, wait_for};
+use support::kube::namespace;
 
 const NS: &str = "e2e-ephemeral";
 const NAME: &str = "kafka";
@@ -41,19 +40,12 @@ resources: {memory: 1Gi, diskSpace: 1Gi}
 topics:
   - {name: test1, partitions: 1, replicationFactor: 1}
   - {name: orders, partitions: 6, replicationFactor: 2}
-kafkaOptions:
-  config:
-    group.initial.rebalance.delay.ms: '0'
-    offsets.topic.num.partitions: '5'
-    transaction.state.log.num.partitions: '5'
-    num.network.threads: '2'
-    num.io.threads: '2'
 ";
 
 struct Bed {
     client: Client,
     admin: KafkaClient,
-    bootstrap: String,
+    bootstrap: Vec<String>,
 }
 
 impl Bed {
@@ -62,14 +54,7 @@ impl Bed {
     }
 
     async fn patch_spec(&self, spec: serde_json::Value) -> anyhow::Result<()> {
-        self.clusters()
-            .patch(
-                NAME,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({ "spec": spec })),
-            )
-            .await?;
-        Ok(())
+        e2e::patch_spec(&self.client, NS, NAME, spec).await
     }
 
     /// The Reconciling condition's message, if the operator is reconciling.
@@ -138,51 +123,21 @@ impl Bed {
     }
 
     async fn all_readable(&self, sent: &BTreeMap<&str, HashSet<Vec<u8>>>) -> anyhow::Result<()> {
-        for (topic, messages) in sent {
-            let partitions = self
-                .admin
-                .snapshot()
-                .await?
-                .topics
-                .get(*topic)
-                .map(|t| t.partitions.len() as i32)
-                .context("topic missing")?;
-            let got = consume_all(&self.bootstrap, topic, partitions, messages.len(), LONG).await?;
-            assert_same_messages(messages, &got).with_context(|| format!("topic {topic}"))?;
-        }
-        Ok(())
+        e2e::all_readable(&self.admin, &self.bootstrap, sent, LONG).await
     }
-}
-
-fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("  {l}\n")).collect()
 }
 
 #[tokio::test]
 async fn emptydir_rolls_never_delete_the_last_copy() {
     let client = namespace(NS).await;
-    let yaml = format!(
-        "apiVersion: krallistic.github.com/v1\nkind: KafkaCluster\nmetadata: {{name: {NAME}}}\nspec:\n{}",
-        indent(SPEC)
-    );
-    let (ok, _, err) = kubectl(&["apply", "-n", NS, "-f", "-"], Some(&yaml)).await;
-    assert!(ok, "{err}");
-
-    let options = LocalKafkaOptions::from_yaml(SPEC).expect("spec");
-    let kafka = LocalKafka::start(options).await.expect("local Kafka");
-    let bootstrap = kafka.bootstrap_list();
+    let cluster = e2e::start_cluster(&client, NS, NAME, SPEC).await;
+    let _operator = e2e::operator_for(NS, NAME, &cluster.bootstrap).await;
     let bed = Bed {
         client: client.clone(),
-        admin: kafka.admin().expect("admin"),
-        bootstrap: bootstrap.join(","),
+        admin: cluster.admin,
+        bootstrap: cluster.bootstrap,
     };
-    let _kubelet = LocalKubelet::start(client.clone(), NS, NAME, kafka);
-    let _operator = Operator::start_with(Settings {
-        namespace: Some(NS.into()),
-        kafka_bootstrap: BTreeMap::from([(format!("{NS}/{NAME}"), bootstrap)]),
-        kafka_timeout: Duration::from_secs(20),
-    })
-    .await;
+    let _kubelet = cluster.kubelet;
 
     let mut scenarios = Scenarios::new();
     scenarios
@@ -205,11 +160,11 @@ async fn scenario(bed: &Bed) -> anyhow::Result<()> {
     let mut sent = BTreeMap::new();
     sent.insert(
         "test1",
-        produce(&bed.bootstrap, "test1", 0..300, 500).await?,
+        produce(&bed.bootstrap.join(","), "test1", 0..300, 500).await?,
     );
     sent.insert(
         "orders",
-        produce(&bed.bootstrap, "orders", 0..1200, 500).await?,
+        produce(&bed.bootstrap.join(","), "orders", 0..1200, 500).await?,
     );
 
     let snap = bed.admin.snapshot().await?;

@@ -7,6 +7,8 @@
 //! drain 4 -> 3, refuse 3 -> 2 (a topic has RF 3), grow 3 -> 4 with rebalance, drain with the
 //! operator killed at several points, drain with a broker down.
 
+#[path = "support/e2e.rs"]
+mod e2e;
 #[path = "support/kafka_support.rs"]
 mod kafka_support;
 mod support;
@@ -19,19 +21,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, ensure};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use kafka_operator::api::{KafkaCluster, OperationKind, Phase};
-use kafka_operator::controller::Settings;
 use kafka_operator::kafka::throttle::LEADER_RATE;
 use kafka_operator::kafka::{ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaClient, NewTopic};
 use kafka_operator::operations::scale::step;
 use kafka_operator::resources::pods::is_ready;
-use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
 use kafka_operator::testbed::kubelet::LocalKubelet;
 
-use kafka_support::{Scenarios, assert_same_messages, consume_all, produce, wait_for};
+use kafka_support::{Scenarios, produce, wait_for};
 use support::kube::{Operator, kubectl, namespace};
 
 const NS: &str = "e2e-scale";
@@ -47,13 +47,6 @@ rebalance: {throttleBytesPerSecond: 400000, maxMovesPerBroker: 4}
 topics:
   - {name: orders, partitions: 12, replicationFactor: 2}
   - {name: events, partitions: 6, replicationFactor: 2}
-kafkaOptions:
-  config:
-    group.initial.rebalance.delay.ms: '0'
-    offsets.topic.num.partitions: '5'
-    transaction.state.log.num.partitions: '5'
-    num.network.threads: '2'
-    num.io.threads: '2'
 ";
 
 struct Bed {
@@ -69,14 +62,7 @@ struct Bed {
 impl Bed {
     async fn start_operator(&mut self) {
         self.operator = None;
-        self.operator = Some(
-            Operator::start_with(Settings {
-                namespace: Some(NS.into()),
-                kafka_bootstrap: BTreeMap::from([(format!("{NS}/{NAME}"), self.bootstrap.clone())]),
-                kafka_timeout: Duration::from_secs(20),
-            })
-            .await,
-        );
+        self.operator = Some(e2e::operator_for(NS, NAME, &self.bootstrap).await);
     }
 
     fn stop_operator(&mut self) {
@@ -95,16 +81,8 @@ impl Bed {
         self.patch_spec(serde_json::json!({"brokerCount": n})).await
     }
 
-    /// Merges `spec` into the KafkaCluster's spec (lists are replaced whole).
     async fn patch_spec(&self, spec: serde_json::Value) -> anyhow::Result<()> {
-        self.clusters()
-            .patch(
-                NAME,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({ "spec": spec })),
-            )
-            .await?;
-        Ok(())
+        e2e::patch_spec(&self.client, NS, NAME, spec).await
     }
 
     async fn sts_replicas(&self) -> anyhow::Result<i32> {
@@ -175,20 +153,7 @@ impl Bed {
 
     /// Every message ever acknowledged is still there, each once.
     async fn all_messages_readable(&self) -> anyhow::Result<()> {
-        let bootstrap = self.bootstrap.join(",");
-        for (topic, sent) in &self.sent {
-            let partitions = self
-                .admin
-                .snapshot()
-                .await?
-                .topics
-                .get(*topic)
-                .map(|t| t.partitions.len() as i32)
-                .context("topic missing")?;
-            let got = consume_all(&bootstrap, topic, partitions, sent.len(), LONG).await?;
-            assert_same_messages(sent, &got).with_context(|| format!("topic {topic}"))?;
-        }
-        Ok(())
+        e2e::all_readable(&self.admin, &self.bootstrap, &self.sent, LONG).await
     }
 }
 
@@ -345,19 +310,12 @@ async fn drained(bed: &Bed, gone: i32) -> anyhow::Result<()> {
 #[tokio::test]
 async fn scaling_moves_data_and_never_loses_it() {
     let client = namespace(NS).await;
-    let yaml = format!(
-        "apiVersion: krallistic.github.com/v1\nkind: KafkaCluster\nmetadata: {{name: {NAME}}}\nspec:\n{}",
-        indent(SPEC)
-    );
-    let (ok, _, err) = kubectl(&["apply", "-n", NS, "-f", "-"], Some(&yaml)).await;
-    assert!(ok, "{err}");
-
     // The brokers: configured by the operator's rendering of this very spec.
-    let options = LocalKafkaOptions::from_yaml(SPEC).expect("spec");
-    let kafka = LocalKafka::start(options).await.expect("local Kafka");
-    let bootstrap = kafka.bootstrap_list();
-    let admin = kafka.admin().expect("admin");
-    let kubelet = LocalKubelet::start(client.clone(), NS, NAME, kafka);
+    let e2e::Cluster {
+        kubelet,
+        admin,
+        bootstrap,
+    } = e2e::start_cluster(&client, NS, NAME, SPEC).await;
     let mut bed = Bed {
         client: client.clone(),
         kubelet,
@@ -1122,8 +1080,4 @@ fn moved_replicas(before: &ClusterSnapshot, after: &ClusterSnapshot) -> usize {
             replicas.iter().filter(|r| !was.contains(r)).count()
         })
         .sum()
-}
-
-fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("  {l}\n")).collect()
 }

@@ -523,34 +523,38 @@ async fn delete_removes_everything_and_volumes_per_policy() {
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    eventually(
-        "owned objects to be garbage collected",
-        Duration::from_secs(90),
-        || {
-            let (statefulsets, services, cms, claims) = (
-                statefulsets.clone(),
-                services.clone(),
-                cms.clone(),
-                claims.clone(),
-            );
-            async move {
-                let lp = ListParams::default().labels("app.kubernetes.io/instance=doomed");
-                let left = statefulsets.list(&lp).await.ok()?.items.len()
-                    + services.list(&lp).await.ok()?.items.len()
-                    + cms.list(&lp).await.ok()?.items.len()
-                    + claims
-                        .list(&ListParams::default())
-                        .await
-                        .ok()?
-                        .items
-                        .iter()
-                        .filter(|c| c.metadata.deletion_timestamp.is_none())
-                        .count();
-                (left == 0).then_some(())
+    // What is left, by kind and name; the timeout's message lists it.
+    let left = || async {
+        let lp = ListParams::default().labels("app.kubernetes.io/instance=doomed");
+        let mut left = Vec::new();
+        for s in statefulsets.list(&lp).await?.items {
+            left.push(format!("statefulset/{}", s.name_any()));
+        }
+        for s in services.list(&lp).await?.items {
+            left.push(format!("service/{}", s.name_any()));
+        }
+        for c in cms.list(&lp).await?.items {
+            left.push(format!("configmap/{}", c.name_any()));
+        }
+        for c in claims.list(&ListParams::default()).await?.items {
+            if c.metadata.deletion_timestamp.is_none() {
+                left.push(format!("persistentvolumeclaim/{}", c.name_any()));
             }
-        },
-    )
-    .await;
+        }
+        Ok::<_, kube::Error>(left)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = left().await;
+        if now.as_ref().is_ok_and(|l| l.is_empty()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "owned objects not removed in 120s: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(operator.failures(), "", "reconcile failures");
 }
 

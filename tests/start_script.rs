@@ -7,7 +7,7 @@
 #[path = "support/kafka_support.rs"]
 mod kafka_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -292,18 +292,7 @@ async fn scenario(pods: &Pods) -> anyhow::Result<()> {
     broker.stop(Duration::from_secs(60)).await;
 
     // A restart formats nothing and keeps every message.
-    let mut broker = pods.start(Role::Broker, CLUSTER_ID, &logs.join("broker-2.log"))?;
-    broker_up(pods, &admin, &mut broker).await?;
-    let got = consume_all(
-        &pods.bootstrap(),
-        TOPIC,
-        1,
-        sent.len(),
-        Duration::from_secs(60),
-    )
-    .await?;
-    assert_same_messages(&sent, &got)?;
-    broker.stop(Duration::from_secs(60)).await;
+    restart_and_read(pods, &admin, &logs.join("broker-2.log"), TOPIC, &sent).await?;
 
     // Started with another cluster's id, the script refuses the volume and changes nothing.
     let log = logs.join("broker-3.log");
@@ -329,18 +318,30 @@ async fn scenario(pods: &Pods) -> anyhow::Result<()> {
     );
 
     // With the right id again, the broker comes back with its data.
-    let mut broker = pods.start(Role::Broker, CLUSTER_ID, &logs.join("broker-4.log"))?;
-    broker_up(pods, &admin, &mut broker).await?;
+    restart_and_read(pods, &admin, &logs.join("broker-4.log"), TOPIC, &sent).await?;
+    controller.stop(Duration::from_secs(60)).await;
+    Ok(())
+}
+
+/// Starts the broker with the cluster's id, reads every message of `topic` back, stops it.
+async fn restart_and_read(
+    pods: &Pods,
+    admin: &KafkaClient,
+    log: &Path,
+    topic: &str,
+    sent: &HashSet<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let mut broker = pods.start(Role::Broker, CLUSTER_ID, log)?;
+    broker_up(pods, admin, &mut broker).await?;
     let got = consume_all(
         &pods.bootstrap(),
-        TOPIC,
+        topic,
         1,
         sent.len(),
         Duration::from_secs(60),
     )
     .await?;
-    assert_same_messages(&sent, &got)?;
+    assert_same_messages(sent, &got)?;
     broker.stop(Duration::from_secs(60)).await;
-    controller.stop(Duration::from_secs(60)).await;
     Ok(())
 }

@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -129,8 +129,16 @@ async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action> {
             Finalizer::Cleanup(kc) => reconcile::cleanup_cluster(kc, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .await;
+    let result = match result {
+        // The object is gone already: a reconcile of a stale copy (queued while the finalizer
+        // was removed) has nothing left to do.
+        Err(
+            FinalizerError::RemoveFinalizer(kube::Error::Api(e))
+            | FinalizerError::AddFinalizer(kube::Error::Api(e)),
+        ) if e.code == 404 => Ok(Action::await_change()),
+        other => other.map_err(|e| Error::Finalizer(Box::new(e))),
+    };
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());

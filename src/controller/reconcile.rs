@@ -434,11 +434,26 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
 }
 
 /// Runs when the KafkaCluster is deleted: owned objects go with it through their owner
-/// references; volumes are deleted only when the retention policy says so.
+/// references; volumes are deleted only when the retention policy says so. The StatefulSets go
+/// first, so that none recreates a claim for a pod that still exists.
 pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Action> {
     let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
     let name = kc.name_any();
     ctx.kafka.forget(&namespace, &name);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    for role in [Role::Broker, Role::Controller] {
+        match statefulsets
+            .delete(
+                &names::statefulset(&name, role),
+                &DeleteParams::background(),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let policy = kc.spec.pvc_retention.when_deleted;
     if policy == RetentionPolicy::Delete {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -447,9 +462,15 @@ pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Act
             .list(&ListParams::default().labels(&selector))
             .await?;
         for claim in list {
-            claims
+            // Kubernetes may delete it meanwhile (the StatefulSets' own claim retention).
+            match claims
                 .delete(&claim.name_any(), &DeleteParams::default())
-                .await?;
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     let note = match policy {

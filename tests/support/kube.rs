@@ -31,8 +31,7 @@ pub fn testbed() -> &'static LocalKube {
                 .expect("testbed runtime");
             runtime.block_on(async move {
                 let result = async {
-                    let kube = LocalKube::start().await?;
-                    install_operator_manifests(&kube).await?;
+                    let kube = LocalKube::start_with(&[install_manifest()]).await?;
                     anyhow::Ok(kube)
                 }
                 .await;
@@ -48,31 +47,9 @@ pub fn testbed() -> &'static LocalKube {
     })
 }
 
-async fn install_operator_manifests(kube: &LocalKube) -> anyhow::Result<()> {
-    let manifest = project_root().join("deploy/kafka-operator.yaml");
-    let out = kube
-        .kubectl(&[
-            "apply",
-            "--server-side",
-            "-f",
-            &manifest.display().to_string(),
-        ])
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl apply deploy/kafka-operator.yaml: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = kube
-        .kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/kafkaclusters.krallistic.github.com",
-        ])
-        .await?;
-    anyhow::ensure!(out.status.success(), "CRD not established");
-    Ok(())
+/// The operator's install bundle, applied before the control plane's controllers start.
+fn install_manifest() -> std::path::PathBuf {
+    project_root().join("deploy/kafka-operator.yaml")
 }
 
 /// A namespace for one test.
