@@ -175,10 +175,9 @@ impl Pods {
     }
 
     fn admin(&self) -> anyhow::Result<KafkaClient> {
-        let port = self.env.port(Role::Broker, Node::FromPod, Listener::Client);
-        Ok(KafkaClient::new(KafkaClientConfig::new([format!(
-            "127.0.0.1:{port}"
-        )]))?)
+        Ok(KafkaClient::new(KafkaClientConfig::new(
+            [self.bootstrap()],
+        ))?)
     }
 
     fn bootstrap(&self) -> String {

@@ -442,17 +442,12 @@ pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Act
     ctx.kafka.forget(&namespace, &name);
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
     for role in [Role::Broker, Role::Controller] {
-        match statefulsets
-            .delete(
-                &names::statefulset(&name, role),
-                &DeleteParams::background(),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_if_present(
+            &statefulsets,
+            &names::statefulset(&name, role),
+            &DeleteParams::background(),
+        )
+        .await?;
     }
     let policy = kc.spec.pvc_retention.when_deleted;
     if policy == RetentionPolicy::Delete {
@@ -463,14 +458,7 @@ pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Act
             .await?;
         for claim in list {
             // Kubernetes may delete it meanwhile (the StatefulSets' own claim retention).
-            match claims
-                .delete(&claim.name_any(), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            delete_if_present(&claims, &claim.name_any(), &DeleteParams::default()).await?;
         }
     }
     let note = match policy {
@@ -559,13 +547,23 @@ async fn delete_volumes(ctx: &Context, cluster: &Cluster, ordinals: &[i32]) -> R
         Api::namespaced(ctx.client.clone(), &cluster.namespace);
     for ordinal in ordinals {
         let name = names::data_pvc(&cluster.name, Role::Broker, *ordinal);
-        match claims.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => info!(claim = %name, "deleted the volume of a drained broker"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        if delete_if_present(&claims, &name, &DeleteParams::default()).await? {
+            info!(claim = %name, "deleted the volume of a drained broker");
         }
     }
     Ok(())
+}
+
+/// Deletes `name`; whether it was there (an object already gone is what a retry finds).
+async fn delete_if_present<K>(api: &Api<K>, name: &str, params: &DeleteParams) -> Result<bool>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes the per-broker Services of brokers the StatefulSet no longer runs.
