@@ -6,8 +6,10 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-COPY benches ./benches
-RUN cargo build --release --locked --bin kafka-operator \
+# The workspace's other member (the testbed) must be present for cargo to read the workspace;
+# only the operator's package is built, so none of it reaches the image.
+COPY testbed ./testbed
+RUN cargo build --release --locked -p kafka-operator --bin kafka-operator \
  && strip target/release/kafka-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot

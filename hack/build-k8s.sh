@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes control plane the integration tests run against (kube-apiserver,
-# kube-controller-manager, kubectl) and etcd, from Go modules, into .cache/k8s/bin.
+# Builds the Kubernetes the integration tests run against from Go modules: the control plane
+# (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl), the node (kubelet,
+# kube-proxy) and etcd, into <cache>/k8s/<version>/bin (see hack/cache.sh).
 # Idempotent: a binary of the pinned version that is already there is not rebuilt.
 set -euo pipefail
 
@@ -8,17 +9,19 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=hack/versions.sh
 source "$root/hack/versions.sh"
 
-cache="$root/.cache"
-bin="$cache/k8s/bin"
+# shellcheck source=hack/cache.sh
+source "$root/hack/cache.sh"
+bin="$cache/k8s/$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
 stamp="$bin/.version"
 want="kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION"
-mkdir -p "$bin"
+mkdir -p "$bin" "$cache/k8s"
 # One build at a time, even when several test binaries start at once.
-exec 9>"$cache/k8s/.lock"
+exec 9>"$cache/k8s/.lock-$KUBERNETES_VERSION"
 flock 9
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-  && [[ -x "$bin/kube-apiserver" && -x "$bin/kubectl" && -x "$bin/kube-controller-manager" && -x "$bin/etcd" ]]; then
+  && [[ -x "$bin/kube-apiserver" && -x "$bin/kubectl" && -x "$bin/kube-controller-manager" && -x "$bin/etcd" ]] \
+  && [[ -x "$bin/kubelet" && -x "$bin/kube-scheduler" && -x "$bin/kube-proxy" ]]; then
   exit 0
 fi
 
@@ -33,7 +36,7 @@ staging_version="v0.${KUBERNETES_VERSION#v1.}"
 
 # k8s.io/kubernetes replaces its staging modules with local paths; a wrapper module points each
 # of them at its published twin so the commands build from the module proxy.
-work="$cache/k8s/wrapper"
+work="$cache/k8s/wrapper-$KUBERNETES_VERSION"
 mkdir -p "$work"
 staging=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
   cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
@@ -62,10 +65,13 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 EOF
 
-echo "building kube-apiserver, kube-controller-manager, kubectl $KUBERNETES_VERSION (first build takes a while)" >&2
+echo "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy $KUBERNETES_VERSION (first build takes a while)" >&2
 (
   cd "$work"
   go mod tidy -e >/dev/null 2>&1 || true
@@ -75,11 +81,14 @@ echo "building kube-apiserver, kube-controller-manager, kubectl $KUBERNETES_VERS
   go build -ldflags "$ldflags" -o "$bin/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy
 )
 
 echo "building etcd $ETCD_VERSION" >&2
-etcd_work="$cache/k8s/etcd-wrapper"
+etcd_work="$cache/k8s/etcd-wrapper-$ETCD_VERSION"
 mkdir -p "$etcd_work"
 cat >"$etcd_work/go.mod" <<EOF
 module kafkaoperator.local/etcd-testbed

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches the Apache Kafka jars the tests run brokers from (Maven Central, through the machine's
-# Maven settings) into .cache/kafka/<version>/libs. Usage: hack/fetch-kafka.sh [version]
+# Maven settings) into <cache>/kafka/<version>/libs (see hack/cache.sh). Usage: hack/fetch-kafka.sh [version]
 # Without a version: the pinned KRaft version and the ZooKeeper-mode version.
 # Idempotent: a complete libs folder is not fetched again.
 set -euo pipefail
@@ -8,15 +8,17 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=hack/versions.sh
 source "$root/hack/versions.sh"
+# shellcheck source=hack/cache.sh
+source "$root/hack/cache.sh"
 
-mkdir -p "$root/.cache/kafka"
+mkdir -p "$cache/kafka"
 # One fetch at a time, even when several test binaries start at once.
-exec 9>"$root/.cache/kafka/.lock"
+exec 9>"$cache/kafka/.lock"
 flock 9
 
 fetch() {
   local version=$1
-  local dir="$root/.cache/kafka/$version"
+  local dir="$cache/kafka/$version"
   if [[ -f "$dir/.complete" ]]; then
     return
   fi
@@ -37,7 +39,7 @@ fetch() {
 </project>
 EOF
   echo "fetching Kafka $version jars" >&2
-  mvn -q -B -f "$dir/pom.xml" -Dmaven.repo.local="$root/.cache/m2" \
+  mvn -q -B -f "$dir/pom.xml" -Dmaven.repo.local="$cache/m2" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs"
   cat >"$dir/log4j2.properties" <<'EOF'
 status = error

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: static checks, unit tests, and the integration tests against a real
 # kube-apiserver and real Kafka brokers (both brought up locally; built or fetched on first use
-# into .cache/).
+# into the cache outside the clone, see hack/cache.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "testbed: Kubernetes control plane and Kafka jars (cached in .cache/)"
+step "testbed: Kubernetes and Kafka jars (cached in ${KAFKA_OPERATOR_CACHE:-~/.cache/kafka-operator})"
 hack/build-k8s.sh
 hack/fetch-kafka.sh
 
@@ -16,10 +16,10 @@ step "formatting"
 cargo fmt --all -- --check
 
 step "lints"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "generated files (CRD, install bundle)"
 hack/check-generated.sh
 
 step "tests"
-cargo test --locked -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

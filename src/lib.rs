@@ -12,9 +12,7 @@
 pub mod api;
 pub mod controller;
 pub mod kafka;
-pub mod local;
 pub mod metrics;
 pub mod operations;
 pub mod planner;
 pub mod resources;
-pub mod testbed;

@@ -24,8 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the operator. Uses the in-cluster configuration or KUBECONFIG; when neither is
-    /// there, starts a local Kubernetes testbed and runs against it.
+    /// Run the operator. Uses the in-cluster configuration or KUBECONFIG.
     Run(RunArgs),
     /// Print the KafkaCluster CustomResourceDefinition as YAML.
     Crd,
@@ -42,12 +41,6 @@ struct RunArgs {
     /// Address of the metrics and health endpoints.
     #[arg(long, default_value = "127.0.0.1:8080")]
     metrics_addr: SocketAddr,
-    /// Run against a local testbed even if a cluster is configured.
-    #[arg(long)]
-    local: bool,
-    /// In local mode: exit after showing what was reconciled.
-    #[arg(long)]
-    once: bool,
     /// Reach a cluster's Kafka at these addresses instead of its pods' DNS names:
     /// `namespace/name=host:port[,host:port]` (repeatable). For an operator running outside the
     /// Kubernetes network.
@@ -81,10 +74,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    if args.local || !kafka_operator::local::cluster_configured() {
-        return kafka_operator::local::run(args.once).await;
-    }
-    let client = kube::Client::try_default().await?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!(
+            "no Kubernetes cluster to run against ({e}): run the operator in a pod, or set \
+             KUBECONFIG; to try it on a local testbed, run `cargo run -- run --once` in its \
+             repository"
+        )
+    })?;
     let metrics = Arc::new(Metrics::default());
     // Bound before the operator starts: a taken port is an error now, not failing probes later.
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)

@@ -29,7 +29,7 @@ use kafka_operator::kafka::throttle::LEADER_RATE;
 use kafka_operator::kafka::{ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaClient, NewTopic};
 use kafka_operator::operations::scale::step;
 use kafka_operator::resources::pods::is_ready;
-use kafka_operator::testbed::kubelet::LocalKubelet;
+use kafka_operator_testbed::kubelet::LocalKubelet;
 
 use kafka_support::{Scenarios, produce, wait_for};
 use support::kube::{Operator, kubectl, namespace};

@@ -22,7 +22,7 @@ use kafka_operator::api::RebalanceSpec;
 use kafka_operator::kafka::{KafkaAdmin, NewTopic};
 use kafka_operator::operations::scale::{self, ScaleInput, step};
 use kafka_operator::planner::{self, PartitionAssignment, PlanRequest};
-use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
+use kafka_operator_testbed::kafka::{LocalKafka, LocalKafkaOptions};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 

@@ -4,4 +4,5 @@
 pub mod kafka;
 pub mod kube;
 pub mod kubelet;
+pub mod local;
 pub mod process;

@@ -4,31 +4,21 @@
 //! brokers (a stand-in kubelet), and shows what the operator reconciled.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use kube::{Api, ResourceExt};
 
-use crate::api::{KafkaCluster, Phase, validate};
-use crate::controller::{self, Settings};
-use crate::metrics::Metrics;
-use crate::testbed::kafka::{LocalKafka, LocalKafkaOptions, zookeeper_mode_version};
-use crate::testbed::kube::{LocalKube, kubectl_path};
-use crate::testbed::kubelet::LocalKubelet;
-use crate::testbed::process::project_root;
+use crate::kafka::{LocalKafka, LocalKafkaOptions, zookeeper_mode_version};
+use crate::kube::{LocalKube, kubectl_path};
+use crate::kubelet::LocalKubelet;
+use crate::process::project_root;
+use kafka_operator::api::{KafkaCluster, Phase, validate};
+use kafka_operator::controller::{self, Settings};
+use kafka_operator::metrics::Metrics;
 
 const NAMESPACE: &str = "default";
-
-/// Whether a Kubernetes cluster is configured: in-cluster, KUBECONFIG, or `~/.kube/config`.
-pub fn cluster_configured() -> bool {
-    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-        || std::env::var_os("KUBECONFIG").is_some()
-        || std::env::var_os("HOME")
-            .map(|home| Path::new(&home).join(".kube/config").exists())
-            .unwrap_or(false)
-}
 
 /// Runs the operator against a local testbed. With `once`, exits after showing the result.
 pub async fn run(once: bool) -> anyhow::Result<()> {
@@ -85,7 +75,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         eprintln!(
             "starting {} local Kafka {} brokers and {} controllers for the pods of {name}",
             cluster.broker_count,
-            crate::api::KAFKA_VERSION,
+            kafka_operator::api::KAFKA_VERSION,
             cluster.controller_count()
         );
         LocalKafka::start(LocalKafkaOptions::from_cluster(cluster.clone())).await?

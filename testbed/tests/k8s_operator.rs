@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 
 use kafka_operator::api::{KafkaCluster, Phase};
 use kafka_operator::resources::statefulset::CONFIG_HASH_ANNOTATION;
-use kafka_operator::testbed::process::project_root;
+use kafka_operator_testbed::process::project_root;
 use support::kube::{Operator, eventually, kubectl, namespace, reconciled};
 
 const TIMEOUT: Duration = Duration::from_secs(60);

@@ -123,10 +123,68 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// The repository root: where `hack/` and the `.cache/` of downloaded and built tools live.
+/// The repository root: where `hack/`, `deploy/` and `examples/` live.
 /// `KAFKA_OPERATOR_HOME` overrides it for a binary installed elsewhere.
 pub fn project_root() -> PathBuf {
     std::env::var_os("KAFKA_OPERATOR_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|| {
+            let testbed = Path::new(env!("CARGO_MANIFEST_DIR"));
+            testbed.parent().unwrap_or(testbed).to_path_buf()
+        })
+}
+
+/// Where heavy, version-pinned artefacts are kept (Go builds, Kafka jars, images): outside the
+/// clone, so that a fresh clone on the same machine reuses them. The same rule as
+/// `hack/cache.sh`: `KAFKA_OPERATOR_CACHE`, else `~/.cache/kafka-operator`, else `.cache/`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KAFKA_OPERATOR_CACHE") {
+        return PathBuf::from(dir);
+    }
+    match std::env::var_os("HOME") {
+        Some(home) if !home.is_empty() => Path::new(&home).join(".cache/kafka-operator"),
+        _ => project_root().join(".cache"),
+    }
+}
+
+/// The pinned versions of `hack/versions.sh` (`KEY=value` lines), the one place they are set.
+pub fn pinned_version(key: &str) -> anyhow::Result<String> {
+    let path = project_root().join("hack/versions.sh");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    text.lines()
+        .filter_map(|line| line.trim().split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        .ok_or_else(|| anyhow::anyhow!("{key} is not set in {}", path.display()))
+}
+
+/// The operator's own binary (`kafka-operator`, of the product crate), built with cargo if
+/// needed: the testbed crate cannot name another package's binary at compile time.
+pub fn operator_binary(release: bool) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.current_dir(project_root()).args([
+        "build",
+        "--locked",
+        "-p",
+        "kafka-operator",
+        "--bin",
+        "kafka-operator",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .map_err(|e| anyhow::anyhow!("running cargo to build the operator: {e}"))?;
+    anyhow::ensure!(status.success(), "building the operator failed ({status})");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    let path = target
+        .join(if release { "release" } else { "debug" })
+        .join("kafka-operator");
+    anyhow::ensure!(path.exists(), "{} was not built", path.display());
+    Ok(path)
 }

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use kafka_operator::planner::json::{parse_reassignment, reassignment_json};
 use kafka_operator::planner::metrics::{Metrics, evaluate};
 use kafka_operator::planner::{Broker, PartitionAssignment, PlanRequest, plan, ratio};
+use kafka_operator_testbed::kafka::ensure_jars;
+use kafka_operator_testbed::process::project_root;
 
 const KAFKA_VERSION: &str = "4.1.1";
 
@@ -240,32 +242,21 @@ fn ms(d: Duration) -> String {
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    project_root()
 }
 
 /// Compiles the harness if needed; `None` (with the reason printed) when Kafka's side cannot run.
 fn kafka_harness() -> Option<(PathBuf, PathBuf)> {
     let root = root();
-    let libs = root.join(".cache/kafka").join(KAFKA_VERSION).join("libs");
-    if !root
-        .join(".cache/kafka")
-        .join(KAFKA_VERSION)
-        .join(".complete")
-        .exists()
-    {
-        eprintln!("fetching Kafka {KAFKA_VERSION} jars with hack/fetch-kafka.sh");
-        let ok = Command::new("bash")
-            .arg(root.join("hack/fetch-kafka.sh"))
-            .arg(KAFKA_VERSION)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("could not fetch the Kafka jars: measuring our planner only");
+    let libs = match ensure_jars(KAFKA_VERSION) {
+        Ok(home) => home.join("libs"),
+        Err(e) => {
+            eprintln!("could not fetch the Kafka jars ({e:#}): measuring our planner only");
             return None;
         }
-    }
+    };
     let classes = root.join(".cache/planner-bench/classes");
-    let source = root.join("bench/planner/KafkaGenerate.java");
+    let source = root.join("testbed/bench/planner/KafkaGenerate.java");
     let class = classes.join("KafkaGenerate.class");
     let stale = match (std::fs::metadata(&source), std::fs::metadata(&class)) {
         (Ok(s), Ok(c)) => s.modified().ok() > c.modified().ok(),

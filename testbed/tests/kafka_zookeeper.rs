@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use kafka_operator::kafka::{KafkaAdmin, KafkaError, NewTopic, TopicPartition};
-use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
+use kafka_operator_testbed::kafka::{LocalKafka, LocalKafkaOptions};
 
 use kafka_support::{Scenarios, assert_same_messages, consume_all, produce, wait_for};
 

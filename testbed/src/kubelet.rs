@@ -22,9 +22,9 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::api::{KafkaCluster, Storage, validate};
-use crate::resources::names::{self, LABEL_INSTANCE, Role};
-use crate::resources::pods::{is_ready, ordinal, role as role_of};
+use kafka_operator::api::{KafkaCluster, Storage, validate};
+use kafka_operator::resources::names::{self, LABEL_INSTANCE, Role};
+use kafka_operator::resources::pods::{is_ready, ordinal, role as role_of};
 
 use super::kafka::LocalKafka;
 

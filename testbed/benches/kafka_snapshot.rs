@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafka_operator::kafka::{KafkaAdmin, NewTopic};
-use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
+use kafka_operator_testbed::kafka::{LocalKafka, LocalKafkaOptions};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
-use super::process::{ManagedProcess, free_port, project_root};
+use super::process::{ManagedProcess, cache_dir, free_port, pinned_version, project_root};
 
 const ADMIN_TOKEN: &str = "kafka-operator-testbed-admin";
 
@@ -310,9 +310,17 @@ async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// Where the testbed's binaries are built.
+/// Where `hack/build-k8s.sh` puts the binaries of the pinned Kubernetes and etcd versions.
 pub fn bin_dir() -> PathBuf {
-    project_root().join(".cache/k8s/bin")
+    let version = |key| pinned_version(key).unwrap_or_else(|e| panic!("{e}"));
+    cache_dir()
+        .join("k8s")
+        .join(format!(
+            "{}-etcd-{}",
+            version("KUBERNETES_VERSION"),
+            version("ETCD_VERSION")
+        ))
+        .join("bin")
 }
 
 /// The testbed's kubectl.

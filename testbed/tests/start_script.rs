@@ -20,8 +20,8 @@ use kafka_operator::resources::config::{
 };
 use kafka_operator::resources::configmap::config_data_in;
 use kafka_operator::resources::names::{self, Role};
-use kafka_operator::testbed::kafka::{LocalKafkaOptions, ensure_jars};
-use kafka_operator::testbed::process::{ManagedProcess, free_port};
+use kafka_operator_testbed::kafka::{LocalKafkaOptions, ensure_jars};
+use kafka_operator_testbed::process::{ManagedProcess, free_port};
 
 use kafka_support::{Scenarios, assert_same_messages, consume_all, produce, wait_for};
 

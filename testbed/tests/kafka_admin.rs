@@ -23,7 +23,8 @@ use kafka_operator::kafka::{
 use kafka_operator::operations::topics::{plan_topics, reconcile_topics};
 use kafka_operator::planner::PartitionAssignment;
 use kafka_operator::planner::json::{parse_reassignment, reassignment_json};
-use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
+use kafka_operator_testbed::kafka::{LocalKafka, LocalKafkaOptions};
+use kafka_operator_testbed::process::operator_binary;
 
 use kafka_support::{Scenarios, assert_same_messages, consume_all, produce, wait_for};
 
@@ -828,7 +829,7 @@ async fn plan_cli_round_trip(kafka: &LocalKafka, admin: &KafkaClient) -> anyhow:
     let current_file = dir.path().join("current.json");
     std::fs::write(&current_file, reassignment_json(&current))?;
 
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kafka-operator"))
+    let out = tokio::process::Command::new(operator_binary(false)?)
         .args(["plan", "--assignment"])
         .arg(&current_file)
         .args(["--brokers", "0,1,2"])

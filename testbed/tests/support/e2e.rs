@@ -14,8 +14,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kafka_operator::api::KafkaCluster;
 use kafka_operator::controller::Settings;
 use kafka_operator::kafka::{KafkaAdmin, KafkaClient};
-use kafka_operator::testbed::kafka::{LocalKafka, LocalKafkaOptions};
-use kafka_operator::testbed::kubelet::LocalKubelet;
+use kafka_operator_testbed::kafka::{LocalKafka, LocalKafkaOptions};
+use kafka_operator_testbed::kubelet::LocalKubelet;
 
 use crate::kafka_support::{assert_same_messages, consume_all};
 use crate::support::kube::{Operator, kubectl};

@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use kafka_protocol::messages::DescribeClusterRequest;
 
-use crate::api::{Cluster, KafkaCluster, Mode, validate};
-use crate::kafka::protocol::Connection;
-use crate::kafka::{KafkaClient, KafkaClientConfig};
-use crate::resources::config::{
+use kafka_operator::api::{Cluster, KafkaCluster, Mode, validate};
+use kafka_operator::kafka::protocol::Connection;
+use kafka_operator::kafka::{KafkaClient, KafkaClientConfig};
+use kafka_operator::resources::config::{
     Environment, Listener, Node, broker_properties, controller_properties, node_id, render,
 };
-use crate::resources::names::Role;
+use kafka_operator::resources::names::Role;
 
-use super::process::{ManagedProcess, free_port, project_root};
+use super::process::{ManagedProcess, cache_dir, free_port, project_root};
 
 /// How long a cluster may take to come up on a slow machine.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -79,7 +79,7 @@ impl LocalKafkaOptions {
     pub fn from_cluster(cluster: Cluster) -> Self {
         LocalKafkaOptions {
             cluster,
-            version: crate::api::KAFKA_VERSION.to_string(),
+            version: kafka_operator::api::KAFKA_VERSION.to_string(),
             broker_heap_mb: 384,
             controller_heap_mb: 256,
         }
@@ -93,7 +93,7 @@ const TEST_SETTINGS: &str = "kafkaOptions:\n  config:\n    group.initial.rebalan
 /// The Kafka version of ZooKeeper-mode tests: the one of the operator's default ZooKeeper-mode
 /// image (the last Kafka line with ZooKeeper; `hack/versions.sh` pins the same).
 pub fn zookeeper_mode_version() -> String {
-    crate::api::DEFAULT_ZOOKEEPER_MODE_IMAGE
+    kafka_operator::api::DEFAULT_ZOOKEEPER_MODE_IMAGE
         .rsplit(':')
         .next()
         .unwrap_or("3.9.2")
@@ -810,14 +810,10 @@ async fn zk_ok(port: u16) -> bool {
         .unwrap_or(false)
 }
 
-/// `.cache/kafka/<version>`, fetching the jars first if they are missing. `KAFKA_OPERATOR_CACHE`
-/// overrides the cache directory.
+/// `<cache>/kafka/<version>` (see [`cache_dir`]), fetching the jars first if they are missing.
 pub fn ensure_jars(version: &str) -> anyhow::Result<PathBuf> {
     let root = project_root();
-    let cache = std::env::var_os("KAFKA_OPERATOR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".cache"));
-    let home = cache.join("kafka").join(version);
+    let home = cache_dir().join("kafka").join(version);
     if home.join(".complete").exists() {
         return Ok(home);
     }
