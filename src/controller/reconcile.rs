@@ -21,7 +21,7 @@ use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
 use crate::operations::topics::{
     STATE_ERROR, STATE_READY, delete_removed_topics, reconcile_topics, removed_topics,
 };
-use crate::resources::names::{self, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, Role};
+use crate::resources::names::{self, FIELD_MANAGER, LABEL_COMPONENT, Role};
 use crate::resources::pods;
 use crate::resources::services::BROKER_SERVICE_COMPONENT;
 use crate::resources::statefulset::CONFIG_HASH_ANNOTATION;
@@ -413,7 +413,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
 
     status.brokers = broker_replicas;
     status.ready_brokers = observed.ready_brokers;
-    status.selector = Some(names::selector_string(&names::selector_labels(
+    status.selector = Some(names::selector_string(&names::pod_selector(
         &name,
         Role::Broker,
     )));
@@ -452,7 +452,7 @@ pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Act
     let policy = kc.spec.pvc_retention.when_deleted;
     if policy == RetentionPolicy::Delete {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
-        let selector = format!("{LABEL_INSTANCE}={name}");
+        let selector = names::selector_string(&names::cluster_selector(&name));
         let list = claims
             .list(&ListParams::default().labels(&selector))
             .await?;
@@ -482,7 +482,7 @@ pub async fn cleanup_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Act
 /// The Kafka pods (brokers and controllers) of a cluster.
 async fn kafka_pods(ctx: &Context, cluster: &Cluster) -> Result<Vec<Pod>> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
-    let selector = format!("{LABEL_INSTANCE}={}", cluster.name);
+    let selector = names::selector_string(&names::cluster_selector(&cluster.name));
     Ok(pods
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -573,10 +573,9 @@ async fn remove_services_of_removed_brokers(
     broker_replicas: i32,
 ) -> Result<()> {
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
-    let selector = format!(
-        "{LABEL_INSTANCE}={},{LABEL_COMPONENT}={BROKER_SERVICE_COMPONENT}",
-        cluster.name
-    );
+    let mut selector = names::cluster_selector(&cluster.name);
+    selector.insert(LABEL_COMPONENT.into(), BROKER_SERVICE_COMPONENT.into());
+    let selector = names::selector_string(&selector);
     let wanted: Vec<String> = (0..broker_replicas)
         .map(|i| names::broker_service(&cluster.name, i))
         .collect();

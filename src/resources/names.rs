@@ -118,29 +118,41 @@ pub fn pod_host(cluster: &str, namespace: &str, role: Role, ordinal: i32) -> Str
     )
 }
 
-/// Labels every object of a cluster carries.
+/// Labels every object of a cluster carries. They also select them: `name` and `instance`
+/// alone are what a Helm release of the same name carries too (a Kafka chart's pods and volume
+/// claims among them), so every list, watch and delete also names the operator (`managed-by`).
 pub fn cluster_labels(cluster: &Cluster) -> BTreeMap<String, String> {
+    cluster_selector(&cluster.name)
+}
+
+/// Selects every object the operator made for cluster `cluster`, and nothing of anyone else's.
+pub fn cluster_selector(cluster: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_NAME.to_string(), "kafka".to_string()),
-        (LABEL_INSTANCE.to_string(), cluster.name.clone()),
+        (LABEL_INSTANCE.to_string(), cluster.to_string()),
         (LABEL_MANAGED_BY.to_string(), FIELD_MANAGER.to_string()),
     ])
 }
 
-/// Labels that select the pods of one role.
-pub fn selector_labels(cluster: &str, role: Role) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (LABEL_NAME.to_string(), "kafka".to_string()),
-        (LABEL_INSTANCE.to_string(), cluster.to_string()),
-        (LABEL_COMPONENT.to_string(), role.as_str().to_string()),
-    ])
+/// Selects the pods of one role: what Services, disruption budgets and anti-affinity match.
+pub fn pod_selector(cluster: &str, role: Role) -> BTreeMap<String, String> {
+    let mut labels = cluster_selector(cluster);
+    labels.insert(LABEL_COMPONENT.to_string(), role.as_str().to_string());
+    labels
+}
+
+/// The StatefulSets' own `spec.selector`, which Kubernetes does not let change: it stays as
+/// the first clusters were created with (without `managed-by`). A StatefulSet only adopts pods
+/// that no other controller owns, so a foreign release's pods are never taken over.
+pub fn statefulset_selector(cluster: &str, role: Role) -> BTreeMap<String, String> {
+    let mut labels = pod_selector(cluster, role);
+    labels.remove(LABEL_MANAGED_BY);
+    labels
 }
 
 /// Labels of the objects of one role.
 pub fn role_labels(cluster: &Cluster, role: Role) -> BTreeMap<String, String> {
-    let mut labels = cluster_labels(cluster);
-    labels.extend(selector_labels(&cluster.name, role));
-    labels
+    pod_selector(&cluster.name, role)
 }
 
 /// A label selector string, e.g. for the scale subresource's status.

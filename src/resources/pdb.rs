@@ -21,7 +21,7 @@ pub fn pod_disruption_budget(cluster: &Cluster, role: Role) -> PodDisruptionBudg
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector {
-                match_labels: Some(names::selector_labels(&cluster.name, role)),
+                match_labels: Some(names::pod_selector(&cluster.name, role)),
                 ..Default::default()
             }),
             ..Default::default()

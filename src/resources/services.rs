@@ -39,7 +39,7 @@ pub fn headless_service(cluster: &Cluster, role: Role) -> Service {
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
-            selector: Some(names::selector_labels(&cluster.name, role)),
+            selector: Some(names::pod_selector(&cluster.name, role)),
             ports: Some(ports),
             ..Default::default()
         }),
@@ -59,10 +59,14 @@ pub fn broker_service(cluster: &Cluster, ordinal: i32) -> Service {
         ),
         spec: Some(ServiceSpec {
             type_: Some(cluster.broker_service_type.as_str().into()),
-            selector: Some(BTreeMap::from([(
-                LABEL_POD_NAME.to_string(),
-                names::pod(&cluster.name, Role::Broker, ordinal),
-            )])),
+            selector: Some({
+                let mut selector = names::pod_selector(&cluster.name, Role::Broker);
+                selector.insert(
+                    LABEL_POD_NAME.to_string(),
+                    names::pod(&cluster.name, Role::Broker, ordinal),
+                );
+                selector
+            }),
             ports: Some(vec![service_port("client", CLIENT_PORT)]),
             ..Default::default()
         }),

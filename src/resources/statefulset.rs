@@ -113,9 +113,8 @@ fn build(
     inputs: &StatefulSetInputs,
 ) -> StatefulSet {
     let name = names::statefulset(&cluster.name, role);
-    let selector = names::selector_labels(&cluster.name, role);
-    let mut pod_labels = names::role_labels(cluster, role);
-    pod_labels.extend(selector.clone());
+    let selector = names::statefulset_selector(&cluster.name, role);
+    let pod_labels = names::role_labels(cluster, role);
     let probe_port = match role {
         Role::Broker => CLIENT_PORT,
         Role::Controller => CONTROLLER_PORT,
@@ -263,7 +262,7 @@ fn build(
             }),
             ..Default::default()
         }),
-        affinity: Some(spread_over_nodes(&selector)),
+        affinity: Some(spread_over_nodes(&names::pod_selector(&cluster.name, role))),
         // How long a node may be unreachable before the pod is evicted elsewhere: evicting a
         // broker too early only moves the problem, and with local volumes it cannot move.
         tolerations: Some(

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use kafka_operator::api::{KafkaCluster, Storage, validate};
-use kafka_operator::resources::names::{self, LABEL_INSTANCE, Role};
+use kafka_operator::resources::names::{self, Role};
 use kafka_operator::resources::pods::{is_ready, ordinal, role as role_of};
 
 use super::kafka::LocalKafka;
@@ -154,7 +154,9 @@ async fn sync(
     state: State<'_>,
 ) -> anyhow::Result<()> {
     let State { seen, uids } = state;
-    let selector = format!("{LABEL_INSTANCE}={}", volumes.cluster);
+    // The pods the operator made: another release's pods with the same instance label are not
+    // Kafka nodes of this cluster (a real kubelet would run them as whatever they are).
+    let selector = names::selector_string(&names::cluster_selector(volumes.cluster));
     let list = pods.list(&ListParams::default().labels(&selector)).await?;
     let held = held.lock().await.clone();
     let live = |role: Role| {

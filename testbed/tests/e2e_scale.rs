@@ -32,7 +32,7 @@ use kafka_operator::resources::pods::is_ready;
 use kafka_operator_testbed::kubelet::LocalKubelet;
 
 use kafka_support::{Scenarios, produce, wait_for};
-use support::kube::{Operator, kubectl, namespace};
+use support::kube::{ForeignRelease, Operator, kubectl, namespace};
 
 const NS: &str = "e2e-scale";
 const NAME: &str = "kafka";
@@ -379,6 +379,9 @@ async fn scaling_moves_data_and_never_loses_it() {
                     bed.client.clone(),
                     Arc::new(bed.kubelet.kafka().lock().await.admin()?),
                 );
+                // Another release of the same name in the namespace (a Helm chart's broker and
+                // its volume): the drain neither waits for it nor touches it.
+                let foreign = ForeignRelease::create(&bed.client, NS, NAME, 7).await?;
                 bed.set_brokers(3).await?;
                 // The drain shows in the status while it runs.
                 wait_for("the drain to show in the status", LONG, || async {
@@ -411,6 +414,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                     claims.get_opt("data-kafka-2").await?.is_some(),
                     "a staying broker lost its volume claim"
                 );
+                foreign.still_there(&bed.client).await?;
                 // Exactly the replicas of broker 3 moved.
                 let after = bed.admin.snapshot().await?;
                 let moved = moved_replicas(&before, &after);

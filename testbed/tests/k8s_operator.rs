@@ -15,7 +15,7 @@ use kube::{Client, ResourceExt};
 use kafka_operator::api::{KafkaCluster, Phase};
 use kafka_operator::resources::statefulset::CONFIG_HASH_ANNOTATION;
 use kafka_operator_testbed::process::project_root;
-use support::kube::{Operator, eventually, kubectl, namespace, reconciled};
+use support::kube::{ForeignRelease, Operator, eventually, kubectl, namespace, reconciled};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -511,6 +511,9 @@ async fn delete_removes_everything_and_volumes_per_policy() {
     })
     .await;
 
+    // Another release of the same name in the namespace: a delete of the cluster leaves it be.
+    let foreign = ForeignRelease::create(&client, ns, "doomed", 5).await.unwrap();
+
     let api: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
     api.delete("doomed", &DeleteParams::default())
         .await
@@ -537,7 +540,7 @@ async fn delete_removes_everything_and_volumes_per_policy() {
             left.push(format!("configmap/{}", c.name_any()));
         }
         for c in claims.list(&ListParams::default()).await?.items {
-            if c.metadata.deletion_timestamp.is_none() {
+            if c.metadata.deletion_timestamp.is_none() && c.name_any() != foreign.claim() {
                 left.push(format!("persistentvolumeclaim/{}", c.name_any()));
             }
         }
@@ -555,6 +558,7 @@ async fn delete_removes_everything_and_volumes_per_policy() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    foreign.still_there(&client).await.unwrap();
     assert_eq!(operator.failures(), "", "reconcile failures");
 }
 

@@ -169,3 +169,103 @@ pub async fn reconciled(client: &Client, namespace: &str, name: &str) -> KafkaCl
     )
     .await
 }
+
+/// Objects of another release that happens to share a KafkaCluster's name: a Helm chart's
+/// broker pod (`<cluster>-broker-<n>`) and its volume claim, labelled
+/// `app.kubernetes.io/name=kafka`, `app.kubernetes.io/instance=<cluster>` and
+/// `component=broker` as such charts do, but not managed by the operator. The pod has a
+/// controller of its own (as a chart's pods have their StatefulSet; here a ConfigMap stands in),
+/// so no StatefulSet of the operator's adopts it.
+#[allow(dead_code)]
+pub struct ForeignRelease {
+    namespace: String,
+    pod: String,
+    claim: String,
+}
+
+#[allow(dead_code)]
+impl ForeignRelease {
+    pub async fn create(
+        client: &Client,
+        namespace: &str,
+        cluster: &str,
+        ordinal: i32,
+    ) -> anyhow::Result<ForeignRelease> {
+        use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+        let pod = format!("{cluster}-broker-{ordinal}");
+        let claim = format!("data-{pod}");
+        let labels = serde_json::json!({
+            "app.kubernetes.io/name": "kafka",
+            "app.kubernetes.io/instance": cluster,
+            "app.kubernetes.io/component": "broker",
+            "app.kubernetes.io/managed-by": "Helm",
+        });
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+        claims
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": claim, "labels": labels},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }))?,
+            )
+            .await?;
+        let owners: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let owner = owners
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("{cluster}-helm-release")},
+                }))?,
+            )
+            .await?;
+        let owner = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": owner.metadata.name,
+            "uid": owner.metadata.uid,
+            "controller": true,
+        });
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        pods.create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": pod, "labels": labels, "ownerReferences": [owner]},
+                "spec": {"containers": [{"name": "kafka", "image": "bitnami/kafka:4.0"}]},
+            }))?,
+        )
+        .await?;
+        Ok(ForeignRelease {
+            namespace: namespace.into(),
+            pod,
+            claim,
+        })
+    }
+
+    /// Fails unless both objects still exist and none is being deleted.
+    pub async fn still_there(&self, client: &Client) -> anyhow::Result<()> {
+        use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &self.namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &self.namespace);
+        let claim = claims.get_opt(&self.claim).await?;
+        anyhow::ensure!(
+            claim.is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+            "the other release's volume claim {} was deleted",
+            self.claim
+        );
+        let pod = pods.get_opt(&self.pod).await?;
+        anyhow::ensure!(
+            pod.is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
+            "the other release's pod {} was deleted",
+            self.pod
+        );
+        Ok(())
+    }
+
+    pub fn claim(&self) -> &str {
+        &self.claim
+    }
+}
