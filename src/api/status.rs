@@ -164,8 +164,7 @@ pub enum OperationKind {
 #[serde(rename_all = "camelCase")]
 pub struct TopicStatus {
     pub name: String,
-    /// `Ready`, `Creating`, `Reassigning` or `Error`.
-    pub state: String,
+    pub state: TopicPhase,
     #[serde(default)]
     pub partitions: i32,
     #[serde(default)]
@@ -173,4 +172,29 @@ pub struct TopicStatus {
     /// Why the topic is not as the spec asks, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The configuration keys `spec.topics` set on the topic. A key the spec names no longer
+    /// goes back to its default only if it is listed here; keys the spec never named (those of
+    /// a topic that existed before it was added to the spec, say `cleanup.policy: compact`) are
+    /// left as they are, as `kubectl apply` leaves fields it never set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_keys: Vec<String>,
+}
+
+/// Where a managed topic stands.
+#[derive(
+    schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum TopicPhase {
+    /// As the spec asks.
+    Ready,
+    /// Being created.
+    #[default]
+    Creating,
+    /// Its partitions are moving (a replication factor change, a drain).
+    Reassigning,
+    /// Kafka refused a change, or the spec asks for what Kafka cannot do; see the message.
+    Error,
+    /// A value this version does not know (written by a newer version, or by hand).
+    #[serde(other)]
+    Unknown,
 }

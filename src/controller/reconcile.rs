@@ -13,14 +13,13 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{
-    self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy, TopicStatus,
+    self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy, TopicPhase,
+    TopicStatus,
 };
 use crate::kafka::KafkaAdmin;
 use crate::operations::roll::{self, PodView, RollDecision, RollEnd};
 use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
-use crate::operations::topics::{
-    STATE_ERROR, STATE_READY, delete_removed_topics, reconcile_topics, removed_topics,
-};
+use crate::operations::topics::{delete_removed_topics, reconcile_topics, removed_topics};
 use crate::resources::names::{self, FIELD_MANAGER, LABEL_COMPONENT, Role};
 use crate::resources::pods;
 use crate::resources::services::BROKER_SERVICE_COMPONENT;
@@ -328,7 +327,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
                         .into_iter()
                         .map(|topic| TopicStatus {
                             name: topic,
-                            state: STATE_ERROR.into(),
+                            state: TopicPhase::Error,
                             message: Some(format!("deleting the topic failed: {e}")),
                             ..Default::default()
                         })
@@ -337,7 +336,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
                 }
             }
         }
-        match reconcile_topics(admin, &cluster.topics).await {
+        match reconcile_topics(admin, &cluster.topics, &previous.topics).await {
             Ok(mut topics) => {
                 topics.append(&mut undeleted);
                 status.topics = topics;
@@ -420,7 +419,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
     let topics_settling = status
         .topics
         .iter()
-        .any(|t| t.state != STATE_READY && t.state != STATE_ERROR);
+        .any(|t| !matches!(t.state, TopicPhase::Ready | TopicPhase::Error));
     let phase = finish_status(&kc, ctx, status, &observed).await?;
     Ok(Action::requeue(
         if outcome.operation.is_some() || !rolled_out {

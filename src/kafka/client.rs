@@ -191,10 +191,19 @@ impl KafkaClient {
                             ConfigValue {
                                 value: e.value,
                                 is_default: e.is_default,
-                                overridden: matches!(
-                                    e.source,
-                                    ConfigSource::DynamicTopic | ConfigSource::DynamicBroker
-                                ),
+                                // A topic's own setting, or a broker's own dynamic one: a
+                                // value a topic inherits from a broker is not the topic's.
+                                overridden: match resource {
+                                    ConfigResource::Topic(_) => {
+                                        matches!(e.source, ConfigSource::DynamicTopic)
+                                    }
+                                    ConfigResource::Broker(_) => {
+                                        matches!(e.source, ConfigSource::DynamicBroker)
+                                    }
+                                    ConfigResource::BrokerDefault => {
+                                        matches!(e.source, ConfigSource::DynamicDefaultBroker)
+                                    }
+                                },
                             },
                         )
                     })

@@ -4,22 +4,23 @@
 //! carries out the cheap changes (create, grow partitions, topic configs) and reports each
 //! topic's state for the status. Replication factor changes move data, so they are only
 //! emitted here ([`TopicAction::ChangeReplicationFactor`]) and carried out by the operations
-//! layer with the planner. A topic's configuration is the spec's: a key removed from the spec
-//! goes back to its default. Topics the spec no longer names are left alone unless the user opts
-//! in (`deleteRemovedTopics`): deleting data because a line disappeared from a manifest is not a
+//! layer with the planner.
+//!
+//! A topic's configuration keys are the spec's where the spec names them. A key the spec named
+//! before and no longer names goes back to its default; a key the spec never named is left as
+//! it is: adding an existing topic to the spec (a compacted topic, or one that never expires)
+//! must not turn it into a topic that deletes its data after the default retention. What the
+//! spec named is remembered in the status (`configKeys`), as `kubectl apply` remembers its last
+//! configuration. Topics the spec no longer names are left alone unless the user opts in
+//! (`deleteRemovedTopics`): deleting data because a line disappeared from a manifest is not a
 //! risk to take by default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::{TopicSpec, TopicStatus};
+use crate::api::{TopicPhase, TopicSpec, TopicStatus};
 use crate::kafka::{
     ClusterSnapshot, ConfigOp, ConfigResource, ConfigValue, KafkaAdmin, KafkaError, NewTopic,
 };
-
-pub const STATE_READY: &str = "Ready";
-pub const STATE_CREATING: &str = "Creating";
-pub const STATE_REASSIGNING: &str = "Reassigning";
-pub const STATE_ERROR: &str = "Error";
 
 /// One change (or refusal) for one topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,8 +31,8 @@ pub enum TopicAction {
         from: i32,
         to: i32,
     },
-    /// Set the keys the spec names, and return to their defaults the keys set on the topic
-    /// that the spec no longer names.
+    /// Set the keys the spec names, and return to their defaults the keys the spec named
+    /// before (and set on the topic) that it no longer names.
     AlterConfig {
         topic: String,
         set: BTreeMap<String, String>,
@@ -85,13 +86,15 @@ impl TopicAction {
 /// The changes that bring Kafka's topics to the spec. Pure.
 ///
 /// `configs` holds the current configuration of the spec's topics that exist (topics missing
-/// from it are treated as having no value for any key). Topics with a reassignment in progress
+/// from it are treated as having no value for any key); `previous` is the last status, whose
+/// `configKeys` say which keys the spec set before. Topics with a reassignment in progress
 /// get no replication factor change (their replica counts are in flux); topics not in the spec
 /// get nothing.
 pub fn plan_topics(
     spec: &[TopicSpec],
     snapshot: &ClusterSnapshot,
     configs: &BTreeMap<String, BTreeMap<String, ConfigValue>>,
+    previous: &[TopicStatus],
 ) -> Vec<TopicAction> {
     let mut actions = Vec::new();
     for want in spec {
@@ -120,20 +123,31 @@ pub fn plan_topics(
         }
         let empty = BTreeMap::new();
         let current_config = configs.get(&want.name).unwrap_or(&empty);
+        // A key the spec names is set on the topic itself, even where the value it inherits
+        // (from a broker default) is the same: a later change of that default must not change
+        // the topic.
         let set: BTreeMap<String, String> = want
             .config
             .iter()
             .filter(|(k, v)| {
-                current_config.get(*k).and_then(|c| c.value.as_deref()) != Some(v.as_str())
+                current_config
+                    .get(*k)
+                    .is_none_or(|c| !c.overridden || c.value.as_deref() != Some(v.as_str()))
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        // The spec is the topic's whole configuration, but for the throttles of a partition
+        // Only what the spec itself set before comes off; never the throttles of a partition
         // move in progress, which the operations set on the topics they move.
+        let named_before: BTreeSet<&str> = previous
+            .iter()
+            .filter(|t| t.name == want.name)
+            .flat_map(|t| t.config_keys.iter().map(String::as_str))
+            .collect();
         let reset: Vec<String> = current_config
             .iter()
             .filter(|(k, v)| {
                 v.overridden
+                    && named_before.contains(k.as_str())
                     && !want.config.contains_key(*k)
                     && !k.ends_with(".replication.throttled.replicas")
             })
@@ -192,6 +206,7 @@ pub async fn delete_removed_topics(
 pub async fn reconcile_topics(
     admin: &dyn KafkaAdmin,
     spec: &[TopicSpec],
+    previous: &[TopicStatus],
 ) -> Result<Vec<TopicStatus>, KafkaError> {
     if spec.is_empty() {
         return Ok(Vec::new());
@@ -215,9 +230,9 @@ pub async fn reconcile_topics(
             })
             .collect()
     };
-    let actions = plan_topics(spec, &snapshot, &configs);
+    let actions = plan_topics(spec, &snapshot, &configs, previous);
 
-    let mut outcome: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
+    let mut outcome: BTreeMap<String, (TopicPhase, Option<String>)> = BTreeMap::new();
     let mut fail = |topic: &str, e: KafkaError| -> Result<(), KafkaError> {
         if matches!(
             e,
@@ -225,7 +240,7 @@ pub async fn reconcile_topics(
         ) {
             return Err(e);
         }
-        outcome.insert(topic.to_string(), (STATE_ERROR.into(), Some(e.to_string())));
+        outcome.insert(topic.to_string(), (TopicPhase::Error, Some(e.to_string())));
         Ok(())
     };
     let creates: Vec<NewTopic> = actions
@@ -274,32 +289,32 @@ pub async fn reconcile_topics(
                 None => (want.partitions, want.replication_factor),
             };
             let (state, message) = if let Some((state, message)) = outcome.get(&want.name) {
-                (state.clone(), message.clone())
+                (*state, message.clone())
             } else if let Some(refusal) = mine
                 .iter()
                 .find(|a| matches!(a, TopicAction::RefuseShrink { .. }))
             {
-                (STATE_ERROR.to_string(), refusal.message())
+                (TopicPhase::Error, refusal.message())
             } else if mine.iter().any(|a| matches!(a, TopicAction::Create(_))) {
-                (STATE_CREATING.to_string(), None)
+                (TopicPhase::Creating, None)
             } else if let Some(rf) = mine
                 .iter()
                 .find(|a| matches!(a, TopicAction::ChangeReplicationFactor { .. }))
             {
-                (STATE_REASSIGNING.to_string(), rf.message())
+                (TopicPhase::Reassigning, rf.message())
             } else if snapshot
                 .reassignments
                 .keys()
                 .any(|tp| tp.topic == want.name)
             {
                 (
-                    STATE_REASSIGNING.to_string(),
+                    TopicPhase::Reassigning,
                     Some(format!("partitions of topic {} are being moved", want.name)),
                 )
             } else {
-                (STATE_READY.to_string(), None)
+                (TopicPhase::Ready, None)
             };
-            if state != STATE_ERROR
+            if state != TopicPhase::Error
                 && mine
                     .iter()
                     .any(|a| matches!(a, TopicAction::GrowPartitions { .. }))
@@ -312,6 +327,7 @@ pub async fn reconcile_topics(
                 partitions,
                 replication_factor,
                 message,
+                config_keys: want.config.keys().cloned().collect(),
             }
         })
         .collect();
@@ -402,6 +418,7 @@ mod tests {
             &[spec("a", 3, 2, &[("retention.ms", "1000")])],
             &snapshot(vec![]),
             &BTreeMap::new(),
+            &[],
         );
         assert_eq!(
             actions,
@@ -422,6 +439,7 @@ mod tests {
             &[spec("a", 3, 2, &[("retention.ms", "1000")])],
             &snapshot(vec![topic("a", 3, 2), topic("unmanaged", 1, 1)]),
             &current,
+            &[],
         );
         assert!(actions.is_empty(), "{actions:?}");
     }
@@ -440,6 +458,7 @@ mod tests {
                 "a",
                 &[("retention.ms", "1000"), ("cleanup.policy", "delete")],
             ),
+            &[],
         );
         assert_eq!(
             actions,
@@ -470,10 +489,21 @@ mod tests {
         );
         // Inherited from the broker: not the topic's own setting, nothing to reset.
         inherit(&mut current, "a", "max.message.bytes", "2000000");
+        let named = |keys: &[&str]| TopicStatus {
+            name: "a".into(),
+            config_keys: keys.iter().map(|k| k.to_string()).collect(),
+            ..Default::default()
+        };
         let actions = plan_topics(
             &[spec("a", 3, 2, &[("retention.ms", "1000")])],
             &snapshot(vec![topic("a", 3, 2)]),
             &current,
+            &[named(&[
+                "retention.ms",
+                "segment.bytes",
+                "max.message.bytes",
+                "leader.replication.throttled.replicas",
+            ])],
         );
         assert_eq!(
             actions,
@@ -486,11 +516,60 @@ mod tests {
     }
 
     #[test]
+    fn keys_the_spec_never_named_are_left_alone() {
+        // An existing compacted topic that never expires, adopted into the spec without them.
+        let current = configs("a", &[("cleanup.policy", "compact"), ("retention.ms", "-1")]);
+        let adopted = plan_topics(
+            &[spec("a", 3, 2, &[])],
+            &snapshot(vec![topic("a", 3, 2)]),
+            &current,
+            &[],
+        );
+        assert!(adopted.is_empty(), "{adopted:?}");
+        // Named once, the spec owns the key: it is set, and reset when dropped again.
+        let owned = plan_topics(
+            &[spec("a", 3, 2, &[("retention.ms", "86400000")])],
+            &snapshot(vec![topic("a", 3, 2)]),
+            &current,
+            &[],
+        );
+        assert_eq!(
+            owned,
+            vec![TopicAction::AlterConfig {
+                topic: "a".into(),
+                set: BTreeMap::from([("retention.ms".into(), "86400000".into())]),
+                reset: vec![],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_named_key_inherited_with_the_same_value_is_set_on_the_topic() {
+        let mut current = BTreeMap::new();
+        inherit(&mut current, "a", "retention.ms", "1000");
+        let actions = plan_topics(
+            &[spec("a", 3, 2, &[("retention.ms", "1000")])],
+            &snapshot(vec![topic("a", 3, 2)]),
+            &current,
+            &[],
+        );
+        assert_eq!(
+            actions,
+            vec![TopicAction::AlterConfig {
+                topic: "a".into(),
+                set: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+                reset: vec![],
+            }]
+        );
+    }
+
+    #[test]
     fn shrinking_is_refused_with_what_to_do() {
         let actions = plan_topics(
             &[spec("X", 3, 1, &[])],
             &snapshot(vec![topic("X", 6, 1)]),
             &BTreeMap::new(),
+            &[],
         );
         assert_eq!(actions.len(), 1);
         assert_eq!(
@@ -505,7 +584,7 @@ mod tests {
         let s = [spec("a", 2, 3, &[])];
         let mut snap = snapshot(vec![topic("a", 2, 1)]);
         assert_eq!(
-            plan_topics(&s, &snap, &BTreeMap::new()),
+            plan_topics(&s, &snap, &BTreeMap::new(), &[]),
             vec![TopicAction::ChangeReplicationFactor {
                 topic: "a".into(),
                 from: 1,
@@ -520,14 +599,14 @@ mod tests {
                 removing: vec![],
             },
         );
-        assert!(plan_topics(&s, &snap, &BTreeMap::new()).is_empty());
+        assert!(plan_topics(&s, &snap, &BTreeMap::new(), &[]).is_empty());
     }
 
     #[test]
     fn only_managed_topics_the_spec_dropped_are_removed() {
         let status = |name: &str| TopicStatus {
             name: name.into(),
-            state: STATE_READY.into(),
+            state: TopicPhase::Ready,
             ..Default::default()
         };
         let spec = |name: &str| TopicSpec {

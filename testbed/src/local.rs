@@ -14,7 +14,7 @@ use crate::kafka::{LocalKafka, LocalKafkaOptions, zookeeper_mode_version};
 use crate::kube::{LocalKube, kubectl_path};
 use crate::kubelet::LocalKubelet;
 use crate::process::project_root;
-use kafka_operator::api::{KafkaCluster, Phase, validate};
+use kafka_operator::api::{KafkaCluster, Phase, TopicPhase, validate};
 use kafka_operator::controller::{self, Settings};
 use kafka_operator::metrics::Metrics;
 
@@ -125,7 +125,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         let kc = clusters.get(&name).await?;
         let status = kc.status.clone().unwrap_or_default();
         let topics_ready = status.topics.len() == kc.spec.topics.len()
-            && status.topics.iter().all(|t| t.state == "Ready");
+            && status.topics.iter().all(|t| t.state == TopicPhase::Ready);
         if status.phase == Some(Phase::Running) && topics_ready {
             break;
         }

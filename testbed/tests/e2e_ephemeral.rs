@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use kafka_operator::api::{KafkaCluster, Phase};
+use kafka_operator::api::{KafkaCluster, Phase, TopicPhase};
 use kafka_operator::kafka::{KafkaAdmin, KafkaClient};
 
 use kafka_support::{Scenarios, produce, wait_for};
@@ -154,7 +154,7 @@ async fn scenario(bed: &Bed) -> anyhow::Result<()> {
     wait_for("the spec's topics to be Ready", LONG, || async {
         let kc = bed.clusters().get(NAME).await?;
         let topics = kc.status.unwrap_or_default().topics;
-        Ok((topics.len() == 2 && topics.iter().all(|t| t.state == "Ready")).then_some(()))
+        Ok((topics.len() == 2 && topics.iter().all(|t| t.state == TopicPhase::Ready)).then_some(()))
     })
     .await?;
     let mut sent = BTreeMap::new();

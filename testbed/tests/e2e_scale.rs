@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use kafka_operator::api::{KafkaCluster, OperationKind, Phase};
+use kafka_operator::api::{KafkaCluster, OperationKind, Phase, TopicPhase};
 use kafka_operator::kafka::throttle::LEADER_RATE;
 use kafka_operator::kafka::{ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaClient, NewTopic};
 use kafka_operator::operations::scale::step;
@@ -335,7 +335,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                 wait_for("the spec's topics to be Ready", LONG, || async {
                     let topics = bed.kc().await?.status.unwrap_or_default().topics;
                     Ok(
-                        (topics.len() == 2 && topics.iter().all(|t| t.state == "Ready"))
+                        (topics.len() == 2 && topics.iter().all(|t| t.state == TopicPhase::Ready))
                             .then_some(()),
                     )
                 })
@@ -742,7 +742,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                             .iter()
                             .all(|p| p.replicas.len() == 3 && p.fully_in_sync())
                         && st.topics.iter().any(|t| {
-                            t.name == "orders" && t.state == "Ready" && t.replication_factor == 3
+                            t.name == "orders" && t.state == TopicPhase::Ready && t.replication_factor == 3
                         });
                     Ok(done.then_some(()))
                 })
@@ -796,7 +796,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                     Ok(st
                         .topics
                         .iter()
-                        .any(|t| t.name == "events" && t.state == "Ready")
+                        .any(|t| t.name == "events" && t.state == TopicPhase::Ready)
                         .then_some(()))
                 })
                 .await?;

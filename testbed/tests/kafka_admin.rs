@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use kafka_operator::api::TopicSpec;
+use kafka_operator::api::{TopicPhase, TopicSpec, TopicStatus};
 use kafka_operator::kafka::throttle::{
     FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS,
 };
@@ -80,6 +80,11 @@ async fn kafka_admin_scenarios() {
     .await;
     s.run("topic reconcile is idempotent", Box::pin(reconcile(&admin)))
         .await;
+    s.run(
+        "an existing topic adopted into the spec keeps the settings the spec does not name",
+        Box::pin(adopt(&admin)),
+    )
+    .await;
     s.run(
         "the plan CLI's output runs with kafka-reassign-partitions --execute",
         Box::pin(plan_cli_round_trip(&kafka, &admin)),
@@ -641,11 +646,13 @@ async fn reconcile(admin: &KafkaClient) -> anyhow::Result<()> {
             config: BTreeMap::new(),
         },
     ];
-    let first = reconcile_topics(admin, &spec).await?;
-    ensure!(first.iter().all(|s| s.state == "Creating"), "{first:?}");
+    // The previous round's statuses, as the controller keeps them in the KafkaCluster status.
+    let last = std::cell::RefCell::new(Vec::new());
+    let first = round(admin, &spec, &last).await?;
+    ensure!(first.iter().all(|s| s.state == TopicPhase::Creating), "{first:?}");
     let second = wait_for("topics Ready", LONG, || async {
-        let st = reconcile_topics(admin, &spec).await?;
-        Ok(st.iter().all(|s| s.state == "Ready").then_some(st))
+        let st = round(admin, &spec, &last).await?;
+        Ok(st.iter().all(|s| s.state == TopicPhase::Ready).then_some(st))
     })
     .await?;
     ensure!(second[0].partitions == 3 && second[0].replication_factor == 2);
@@ -663,7 +670,7 @@ async fn reconcile(admin: &KafkaClient) -> anyhow::Result<()> {
             _ => None,
         })
         .collect();
-    let plan = plan_topics(&spec, &snap, &configs);
+    let plan = plan_topics(&spec, &snap, &configs, &last.borrow());
     ensure!(plan.is_empty(), "second plan not empty: {plan:?}");
 
     // Grow and change a config; then refuse a shrink; then ask for a higher RF.
@@ -671,16 +678,16 @@ async fn reconcile(admin: &KafkaClient) -> anyhow::Result<()> {
     spec[0]
         .config
         .insert("retention.ms".into(), "3600000".into());
-    let grown = reconcile_topics(admin, &spec).await?;
+    let grown = round(admin, &spec, &last).await?;
     ensure!(
-        grown[0].state == "Ready" && grown[0].partitions == 5,
+        grown[0].state == TopicPhase::Ready && grown[0].partitions == 5,
         "{grown:?}"
     );
     let managed_a = ConfigResource::Topic("managed-a".into());
     config_becomes(admin, &managed_a, "retention.ms", Some("3600000")).await?;
     // A key dropped from the spec goes back to its default: no longer set on the topic.
     spec[0].config.clear();
-    reconcile_topics(admin, &spec).await?;
+    round(admin, &spec, &last).await?;
     wait_for("retention.ms of managed-a to be reset", LONG, || async {
         let c = admin
             .describe_configs(std::slice::from_ref(&managed_a))
@@ -690,8 +697,8 @@ async fn reconcile(admin: &KafkaClient) -> anyhow::Result<()> {
     })
     .await?;
     spec[0].partitions = 2;
-    let shrink = reconcile_topics(admin, &spec).await?;
-    ensure!(shrink[0].state == "Error", "{shrink:?}");
+    let shrink = round(admin, &spec, &last).await?;
+    ensure!(shrink[0].state == TopicPhase::Error, "{shrink:?}");
     ensure!(
         shrink[0]
             .message
@@ -701,9 +708,9 @@ async fn reconcile(admin: &KafkaClient) -> anyhow::Result<()> {
     );
     spec[0].partitions = 5;
     spec[1].replication_factor = 2;
-    let rf = reconcile_topics(admin, &spec).await?;
+    let rf = round(admin, &spec, &last).await?;
     ensure!(
-        rf[1].state == "Reassigning" && rf[1].replication_factor == 1,
+        rf[1].state == TopicPhase::Reassigning && rf[1].replication_factor == 1,
         "{rf:?}"
     );
     // A value Kafka refuses puts only that topic in Error.
@@ -711,12 +718,123 @@ async fn reconcile(admin: &KafkaClient) -> anyhow::Result<()> {
     spec[1]
         .config
         .insert("cleanup.policy".into(), "sometimes".into());
-    let bad = reconcile_topics(admin, &spec).await?;
+    let bad = round(admin, &spec, &last).await?;
     ensure!(
-        bad[0].state == "Ready" && bad[1].state == "Error",
+        bad[0].state == TopicPhase::Ready && bad[1].state == TopicPhase::Error,
         "{bad:?}"
     );
     Ok(())
+}
+
+async fn adopt(admin: &KafkaClient) -> anyhow::Result<()> {
+    const TOPIC: &str = "adopted";
+    // A compacted topic that never expires, made before anyone wrote it into a spec.
+    create_with(
+        admin,
+        TOPIC,
+        2,
+        2,
+        &[("cleanup.policy", "compact"), ("retention.ms", "-1")],
+    )
+    .await?;
+    // Broker-level dynamic settings the topic inherits: the cluster-wide default and every
+    // broker's own. They are not the topic's, and no reconcile touches them on the topic.
+    let brokers: Vec<ConfigResource> = admin
+        .snapshot()
+        .await?
+        .broker_ids()
+        .into_iter()
+        .map(ConfigResource::Broker)
+        .collect();
+    let set = |key: &str, value: &str| {
+        BTreeMap::from([(key.to_string(), ConfigOp::Set(value.to_string()))])
+    };
+    admin
+        .alter_configs(
+            &ConfigResource::BrokerDefault,
+            &set("log.cleaner.delete.retention.ms", "86400001"),
+        )
+        .await?;
+    for b in &brokers {
+        admin
+            .alter_configs(b, &set("log.cleaner.min.compaction.lag.ms", "1"))
+            .await?;
+    }
+    let topic = ConfigResource::Topic(TOPIC.into());
+    wait_for("the topic to inherit the brokers' settings", LONG, || async {
+        let c = admin.describe_configs(std::slice::from_ref(&topic)).await?;
+        let value = |k: &str| c[&topic].get(k).and_then(|v| v.value.clone());
+        Ok((value("delete.retention.ms").as_deref() == Some("86400001")
+            && value("min.compaction.lag.ms").as_deref() == Some("1"))
+        .then_some(()))
+    })
+    .await?;
+
+    let mut spec = vec![TopicSpec {
+        name: TOPIC.into(),
+        partitions: 2,
+        replication_factor: 2,
+        config: BTreeMap::new(),
+    }];
+    let last = std::cell::RefCell::new(Vec::new());
+    let adopted = round(admin, &spec, &last).await?;
+    ensure!(adopted[0].state == TopicPhase::Ready, "{adopted:?}");
+    config_becomes(admin, &topic, "cleanup.policy", Some("compact")).await?;
+    config_becomes(admin, &topic, "retention.ms", Some("-1")).await?;
+    // Even a status that claims the spec once set the inherited keys (a hand edit) resets
+    // nothing: they are not set on the topic.
+    last.borrow_mut()[0].config_keys =
+        vec!["delete.retention.ms".into(), "min.compaction.lag.ms".into()];
+    let snap = admin.snapshot().await?;
+    let configs = BTreeMap::from([(
+        TOPIC.to_string(),
+        admin.describe_configs(std::slice::from_ref(&topic)).await?[&topic].clone(),
+    )]);
+    let plan = plan_topics(&spec, &snap, &configs, &last.borrow());
+    ensure!(plan.is_empty(), "adopting the topic would change it: {plan:?}");
+
+    // A key the spec names is the spec's; dropped from the spec, it goes back to its default,
+    // and the key the spec never named stays.
+    spec[0]
+        .config
+        .insert("retention.ms".into(), "86400000".into());
+    round(admin, &spec, &last).await?;
+    config_becomes(admin, &topic, "retention.ms", Some("86400000")).await?;
+    spec[0].config.clear();
+    round(admin, &spec, &last).await?;
+    wait_for("retention.ms of the topic to be reset", LONG, || async {
+        let c = admin.describe_configs(std::slice::from_ref(&topic)).await?;
+        let entry = c[&topic].get("retention.ms").context("retention.ms")?;
+        Ok((!entry.overridden).then_some(()))
+    })
+    .await?;
+    config_becomes(admin, &topic, "cleanup.policy", Some("compact")).await?;
+
+    let unset = |key: &str| BTreeMap::from([(key.to_string(), ConfigOp::Delete)]);
+    admin
+        .alter_configs(
+            &ConfigResource::BrokerDefault,
+            &unset("log.cleaner.delete.retention.ms"),
+        )
+        .await?;
+    for b in &brokers {
+        admin
+            .alter_configs(b, &unset("log.cleaner.min.compaction.lag.ms"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// One reconcile of `spec`'s topics after the statuses in `last`, which it replaces.
+async fn round(
+    admin: &KafkaClient,
+    spec: &[TopicSpec],
+    last: &std::cell::RefCell<Vec<TopicStatus>>,
+) -> anyhow::Result<Vec<TopicStatus>> {
+    let previous = last.borrow().clone();
+    let statuses = reconcile_topics(admin, spec, &previous).await?;
+    *last.borrow_mut() = statuses.clone();
+    Ok(statuses)
 }
 
 async fn kill_mid_reassignment(kafka: &mut LocalKafka, admin: &KafkaClient) -> anyhow::Result<()> {
