@@ -747,18 +747,13 @@ async fn cluster_id_decision(
     }
 }
 
-/// A new KRaft cluster id: 16 random bytes, base64url without padding, as Kafka makes them.
+/// A new KRaft cluster id as `kafka-storage random-uuid` makes them: a random (version 4) UUID,
+/// base64url without padding.
 fn new_cluster_id() -> String {
     use base64::Engine;
     loop {
-        let mut bytes = [0u8; 16];
-        if let Err(e) = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        {
-            warn!("reading /dev/urandom: {e}");
-            continue;
-        }
-        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(uuid::Uuid::new_v4().as_bytes());
         // Kafka avoids ids starting with '-': command-line tools would read them as options.
         if !id.starts_with('-') {
             return id;
@@ -789,7 +784,7 @@ impl Context {
             secondary: None,
         };
         let recorder = {
-            let mut recorders = self.recorders.lock().expect("recorders lock");
+            let mut recorders = self.recorders.lock().unwrap_or_else(|e| e.into_inner());
             // The recorders' own caches forget after minutes; forget whole recorders in bulk.
             if recorders.len() > 512 {
                 recorders.clear();

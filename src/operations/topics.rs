@@ -518,7 +518,10 @@ mod tests {
     #[test]
     fn keys_the_spec_never_named_are_left_alone() {
         // An existing compacted topic that never expires, adopted into the spec without them.
-        let current = configs("a", &[("cleanup.policy", "compact"), ("retention.ms", "-1")]);
+        let current = configs(
+            "a",
+            &[("cleanup.policy", "compact"), ("retention.ms", "-1")],
+        );
         let adopted = plan_topics(
             &[spec("a", 3, 2, &[])],
             &snapshot(vec![topic("a", 3, 2)]),

@@ -6,6 +6,7 @@
 
 use std::cmp::Reverse;
 
+use super::PlanError;
 use super::model::{Model, UNPLACED};
 use super::rack::{RackView, same_rack};
 use super::targets;
@@ -64,9 +65,9 @@ pub(crate) struct Homeless {
 /// leaving broker (that saves a move), unless dropping it would cost the partition rack
 /// diversity that dropping another would not; then the replica on the most loaded broker (per
 /// topic, then overall). The preferred leader is never dropped unless it is leaving.
-pub(crate) fn reduce_replication(model: &mut Model) {
+pub(crate) fn reduce_replication(model: &mut Model) -> Result<(), PlanError> {
     if model.parts.iter().all(|p| p.rf >= p.replicas.len()) {
-        return;
+        return Ok(());
     }
     let mut counts = Counts::new(model);
     for i in 0..model.parts.len() {
@@ -100,7 +101,11 @@ pub(crate) fn reduce_replication(model: &mut Model) {
                         Reverse(b),
                     )
                 })
-                .expect("an RF decrease leaves the leader and drops another replica");
+                .ok_or_else(|| {
+                    PlanError::Internal(
+                        "a replication factor decrease found no replica to drop".into(),
+                    )
+                })?;
             let (t, b) = (p.topic, p.replicas[slot]);
             if model.is_target(b) {
                 counts.remove(t, b);
@@ -108,6 +113,7 @@ pub(crate) fn reduce_replication(model: &mut Model) {
             model.parts[i].replicas.remove(slot);
         }
     }
+    Ok(())
 }
 
 /// The replicas that must move: those on leaving brokers, and the slots an RF increase adds
@@ -167,7 +173,7 @@ fn best_broker<K: Ord>(
 /// documentation for the exact guarantee): single re-placements (`water_fill`), then chains of
 /// them, per topic (`balance_topics`) and for the cluster totals (`balance_totals`). Replicas on
 /// staying brokers are never touched.
-pub(crate) fn place_only(model: &mut Model, homeless: &[Homeless]) {
+pub(crate) fn place_only(model: &mut Model, homeless: &[Homeless]) -> Result<(), PlanError> {
     let before: Vec<Vec<u32>> = model.parts.iter().map(|p| p.replicas.clone()).collect();
     let mut counts = Counts::new(model);
     for h in homeless {
@@ -183,7 +189,7 @@ pub(crate) fn place_only(model: &mut Model, homeless: &[Homeless]) {
                 b,
             )
         })
-        .expect("the RF fits the target brokers");
+        .ok_or_else(no_broker_fits)?;
         model.parts[h.part].replicas[h.slot] = b;
         counts.add(t, b);
     }
@@ -200,6 +206,7 @@ pub(crate) fn place_only(model: &mut Model, homeless: &[Homeless]) {
             break;
         }
     }
+    Ok(())
 }
 
 /// Swaps that cost no balance: a moved replica on `a` goes to `b` instead when `b` holds one
@@ -551,7 +558,7 @@ impl Chains {
 /// Rebalance mode: chooses per-topic target counts (see `targets`), places the homeless
 /// replicas on brokers below target, then moves replicas from brokers above target to brokers
 /// below. Returns the lower bound on replicas moved.
-pub(crate) fn rebalance(model: &mut Model, homeless: &[Homeless]) -> u64 {
+pub(crate) fn rebalance(model: &mut Model, homeless: &[Homeless]) -> Result<u64, PlanError> {
     let n = model.n;
     let before: Vec<Vec<u32>> = model.parts.iter().map(|p| p.replicas.clone()).collect();
     let mut counts = Counts::new(model);
@@ -590,7 +597,7 @@ pub(crate) fn rebalance(model: &mut Model, homeless: &[Homeless]) -> u64 {
                 b,
             )
         })
-        .expect("the RF fits the target brokers");
+        .ok_or_else(no_broker_fits)?;
         model.parts[h.part].replicas[h.slot] = b;
         counts.add(t, b);
     }
@@ -638,5 +645,46 @@ pub(crate) fn rebalance(model: &mut Model, homeless: &[Homeless]) -> u64 {
     }
     // Each swap spans more racks, or as many with one more replica back in its rack.
     while rack_swaps(model, &before, &mut counts) {}
-    lower_bound
+    Ok(lower_bound)
+}
+
+/// Validation refuses a replication factor above the target broker count, so some broker
+/// always fits a replica; should that ever not hold, the plan fails instead of guessing.
+fn no_broker_fits() -> PlanError {
+    PlanError::Internal("no target broker can take a replica".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Broker, PartitionAssignment, PlanRequest};
+    use super::*;
+
+    #[test]
+    fn a_broken_invariant_is_an_error_not_a_panic() {
+        let req = PlanRequest {
+            current: vec![PartitionAssignment {
+                topic: "t".into(),
+                partition: 0,
+                replicas: vec![0, 1],
+            }],
+            brokers: (0..3).map(Broker::new).collect(),
+            ..Default::default()
+        };
+        let mut model = Model::build(&req).unwrap();
+        // More replicas than target brokers: validation refuses such a request, so only a bug
+        // could lead here. The planner says so instead of taking the operator down.
+        model.parts[0].rf = 5;
+        let lost = homeless(&mut model);
+        assert!(matches!(
+            place_only(&mut model, &lost),
+            Err(PlanError::Internal(_))
+        ));
+        let mut model = Model::build(&req).unwrap();
+        model.parts[0].rf = 5;
+        let lost = homeless(&mut model);
+        assert!(matches!(
+            rebalance(&mut model, &lost),
+            Err(PlanError::Internal(_))
+        ));
+    }
 }

@@ -77,14 +77,16 @@ pub fn parse_reassignment(text: &str) -> Result<Vec<PartitionAssignment>, JsonEr
 pub fn reassignment_json(assignments: &[PartitionAssignment]) -> String {
     let mut out = String::from("{\"version\":1,\"partitions\":[");
     for (i, p) in assignments.iter().enumerate() {
-        let entry = ReassignmentEntry {
-            topic: p.topic.clone(),
-            partition: p.partition,
-            replicas: p.replicas.clone(),
-            log_dirs: None,
-        };
+        // Written by hand (a JSON string for the topic) to keep Kafka's key order, which a
+        // map-backed JSON value would sort.
+        let replicas: Vec<String> = p.replicas.iter().map(|r| r.to_string()).collect();
         out.push_str(if i == 0 { "\n  " } else { ",\n  " });
-        out.push_str(&serde_json::to_string(&entry).expect("an entry always serializes"));
+        out.push_str(&format!(
+            r#"{{"topic":{},"partition":{},"replicas":[{}]}}"#,
+            serde_json::Value::String(p.topic.clone()),
+            p.partition,
+            replicas.join(",")
+        ));
     }
     out.push_str("\n]}\n");
     out

@@ -77,24 +77,30 @@ impl Leaders {
     }
 
     /// Makes `to` the preferred leader of part `i` (moving it to the front, keeping the order
-    /// of the others).
+    /// of the others). The searches only hand a partition over to one of its replicas; were
+    /// that ever not so, the hand-over is skipped: reordering never moves data, so a skipped
+    /// one costs some leader balance and nothing else.
     fn hand_over(&mut self, model: &mut Model, i: usize, to: u32) {
         let p = &mut model.parts[i];
-        let from = p.replicas[0] as usize;
-        let pos = p
-            .replicas
-            .iter()
-            .position(|&b| b == to)
-            .expect("new leader is a replica");
+        let (Some(&first), Some(pos)) =
+            (p.replicas.first(), p.replicas.iter().position(|&b| b == to))
+        else {
+            return;
+        };
+        let from = first as usize;
+        let Ok(k) = self.led[from].binary_search(&i) else {
+            return;
+        };
         p.replicas[..=pos].rotate_right(1);
         let t = p.topic as usize;
         self.topic[t * self.n + from] -= 1;
         self.total[from] -= 1;
         self.topic[t * self.n + to as usize] += 1;
         self.total[to as usize] += 1;
-        let k = self.led[from].binary_search(&i).expect("led by from");
         self.led[from].remove(k);
-        let k = self.led[to as usize].binary_search(&i).unwrap_err();
+        let k = self.led[to as usize]
+            .binary_search(&i)
+            .unwrap_or_else(|k| k);
         self.led[to as usize].insert(k, i);
     }
 
@@ -350,5 +356,24 @@ mod tests {
             leaders[t.replicas[0] as usize] += 1;
         }
         assert_eq!(leaders, [2, 2, 2]);
+    }
+
+    #[test]
+    fn a_hand_over_to_a_broker_that_is_no_replica_changes_nothing() {
+        let req = PlanRequest {
+            current: vec![PartitionAssignment {
+                topic: "t".into(),
+                partition: 0,
+                replicas: vec![0, 1],
+            }],
+            brokers: (0..3).map(Broker::new).collect(),
+            ..Default::default()
+        };
+        let mut model = Model::build(&req).unwrap();
+        let mut counts = Leaders::new(&model);
+        counts.hand_over(&mut model, 0, 2);
+        assert_eq!(model.parts[0].replicas, vec![0, 1]);
+        counts.hand_over(&mut model, 0, 1);
+        assert_eq!(model.parts[0].replicas, vec![1, 0]);
     }
 }

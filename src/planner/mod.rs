@@ -245,6 +245,11 @@ pub enum PlanError {
         "broker {0} has no rack but other brokers do; give every target broker a rack, or none"
     )]
     MissingRack(i32),
+    /// An invariant the planner relies on did not hold: no plan rather than a wrong one.
+    #[error(
+        "the planner could not finish ({0}); nothing was moved; please report this with the input"
+    )]
+    Internal(String),
 }
 
 fn remain(n: usize) -> String {
@@ -263,15 +268,15 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, PlanError> {
     } else {
         Mode::PlaceOnly
     };
-    balance::reduce_replication(&mut model);
+    balance::reduce_replication(&mut model)?;
     let homeless = balance::homeless(&mut model);
     let lower_bound_bytes = homeless.iter().map(|h| model.parts[h.part].size).sum();
     let lower_bound = match mode {
         Mode::PlaceOnly => {
-            balance::place_only(&mut model, &homeless);
+            balance::place_only(&mut model, &homeless)?;
             homeless.len() as u64
         }
-        Mode::Rebalance => balance::rebalance(&mut model, &homeless),
+        Mode::Rebalance => balance::rebalance(&mut model, &homeless)?,
     };
     leaders::balance(&mut model);
     let target = model.target();

@@ -265,13 +265,12 @@ impl Extras {
                 stack.truncate(1);
                 continue;
             }
-            if adj[u].is_none() {
+            let list = adj[u].get_or_insert_with(|| {
                 let mut out = Vec::new();
                 tight(self, u, &mut out);
                 out.retain(|&v| hops[v] == hops[u] + 1);
-                adj[u] = Some(out);
-            }
-            let list = adj[u].as_ref().expect("built above");
+                out
+            });
             while at[u] < list.len() && (dead[list[at[u]]] || !self.residual(u, list[at[u]])) {
                 at[u] += 1;
             }

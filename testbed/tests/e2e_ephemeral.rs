@@ -154,7 +154,10 @@ async fn scenario(bed: &Bed) -> anyhow::Result<()> {
     wait_for("the spec's topics to be Ready", LONG, || async {
         let kc = bed.clusters().get(NAME).await?;
         let topics = kc.status.unwrap_or_default().topics;
-        Ok((topics.len() == 2 && topics.iter().all(|t| t.state == TopicPhase::Ready)).then_some(()))
+        Ok(
+            (topics.len() == 2 && topics.iter().all(|t| t.state == TopicPhase::Ready))
+                .then_some(()),
+        )
     })
     .await?;
     let mut sent = BTreeMap::new();

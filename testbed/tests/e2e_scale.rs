@@ -742,7 +742,9 @@ async fn scaling_moves_data_and_never_loses_it() {
                             .iter()
                             .all(|p| p.replicas.len() == 3 && p.fully_in_sync())
                         && st.topics.iter().any(|t| {
-                            t.name == "orders" && t.state == TopicPhase::Ready && t.replication_factor == 3
+                            t.name == "orders"
+                                && t.state == TopicPhase::Ready
+                                && t.replication_factor == 3
                         });
                     Ok(done.then_some(()))
                 })

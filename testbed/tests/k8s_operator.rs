@@ -512,7 +512,9 @@ async fn delete_removes_everything_and_volumes_per_policy() {
     .await;
 
     // Another release of the same name in the namespace: a delete of the cluster leaves it be.
-    let foreign = ForeignRelease::create(&client, ns, "doomed", 5).await.unwrap();
+    let foreign = ForeignRelease::create(&client, ns, "doomed", 5)
+        .await
+        .unwrap();
 
     let api: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
     api.delete("doomed", &DeleteParams::default())

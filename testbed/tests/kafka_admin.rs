@@ -649,10 +649,16 @@ async fn reconcile(admin: &KafkaClient) -> anyhow::Result<()> {
     // The previous round's statuses, as the controller keeps them in the KafkaCluster status.
     let last = std::cell::RefCell::new(Vec::new());
     let first = round(admin, &spec, &last).await?;
-    ensure!(first.iter().all(|s| s.state == TopicPhase::Creating), "{first:?}");
+    ensure!(
+        first.iter().all(|s| s.state == TopicPhase::Creating),
+        "{first:?}"
+    );
     let second = wait_for("topics Ready", LONG, || async {
         let st = round(admin, &spec, &last).await?;
-        Ok(st.iter().all(|s| s.state == TopicPhase::Ready).then_some(st))
+        Ok(st
+            .iter()
+            .all(|s| s.state == TopicPhase::Ready)
+            .then_some(st))
     })
     .await?;
     ensure!(second[0].partitions == 3 && second[0].replication_factor == 2);
@@ -761,13 +767,17 @@ async fn adopt(admin: &KafkaClient) -> anyhow::Result<()> {
             .await?;
     }
     let topic = ConfigResource::Topic(TOPIC.into());
-    wait_for("the topic to inherit the brokers' settings", LONG, || async {
-        let c = admin.describe_configs(std::slice::from_ref(&topic)).await?;
-        let value = |k: &str| c[&topic].get(k).and_then(|v| v.value.clone());
-        Ok((value("delete.retention.ms").as_deref() == Some("86400001")
-            && value("min.compaction.lag.ms").as_deref() == Some("1"))
-        .then_some(()))
-    })
+    wait_for(
+        "the topic to inherit the brokers' settings",
+        LONG,
+        || async {
+            let c = admin.describe_configs(std::slice::from_ref(&topic)).await?;
+            let value = |k: &str| c[&topic].get(k).and_then(|v| v.value.clone());
+            Ok((value("delete.retention.ms").as_deref() == Some("86400001")
+                && value("min.compaction.lag.ms").as_deref() == Some("1"))
+            .then_some(()))
+        },
+    )
     .await?;
 
     let mut spec = vec![TopicSpec {
@@ -791,7 +801,10 @@ async fn adopt(admin: &KafkaClient) -> anyhow::Result<()> {
         admin.describe_configs(std::slice::from_ref(&topic)).await?[&topic].clone(),
     )]);
     let plan = plan_topics(&spec, &snap, &configs, &last.borrow());
-    ensure!(plan.is_empty(), "adopting the topic would change it: {plan:?}");
+    ensure!(
+        plan.is_empty(),
+        "adopting the topic would change it: {plan:?}"
+    );
 
     // A key the spec names is the spec's; dropped from the spec, it goes back to its default,
     // and the key the spec never named stays.
