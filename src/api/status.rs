@@ -88,7 +88,7 @@ pub struct Operation {
     /// What the operation does.
     pub kind: OperationKind,
     /// The step it is at.
-    pub step: String,
+    pub step: Step,
     /// Broker count the operation leads to.
     pub target_brokers: i32,
     /// Brokers being drained and removed.
@@ -125,6 +125,76 @@ pub struct Operation {
     /// Why the operation is waiting, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+}
+
+/// The steps of the operations, as written to `status.operation.step`.
+///
+/// A value this version does not know (a newer operator's, or a hand edit) reads as
+/// [`Step::Unknown`] with the value kept: it is never taken as permission to remove a broker.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(from = "String", into = "String")]
+#[schemars(with = "String")]
+pub enum Step {
+    /// Scale-up: new brokers are starting.
+    WaitingForBrokers,
+    /// Recorded; the replication throttle is being set.
+    #[default]
+    Throttling,
+    /// Partitions are moving.
+    Moving,
+    /// Moves are done; checking Kafka's state before anything is removed.
+    Verifying,
+    /// The StatefulSet is shrinking; waiting for the drained brokers' pods to stop.
+    Shrinking,
+    /// Removing the drained brokers' registrations (KRaft).
+    Unregistering,
+    /// Deleting the drained brokers' volumes.
+    CleaningUp,
+    /// A step this version does not know.
+    Unknown(String),
+}
+
+impl Step {
+    const KNOWN: [(Step, &'static str); 7] = [
+        (Step::WaitingForBrokers, "WaitingForBrokers"),
+        (Step::Throttling, "Throttling"),
+        (Step::Moving, "Moving"),
+        (Step::Verifying, "Verifying"),
+        (Step::Shrinking, "Shrinking"),
+        (Step::Unregistering, "Unregistering"),
+        (Step::CleaningUp, "CleaningUp"),
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Step::Unknown(s) => s,
+            known => Self::KNOWN
+                .iter()
+                .find(|(step, _)| step == known)
+                .map_or("Unknown", |(_, name)| name),
+        }
+    }
+}
+
+impl From<String> for Step {
+    fn from(s: String) -> Step {
+        Self::KNOWN
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map_or(Step::Unknown(s), |(step, _)| step.clone())
+    }
+}
+
+impl From<Step> for String {
+    fn from(step: Step) -> String {
+        step.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A partition on its way to new replicas.

@@ -3,8 +3,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{Operation, OperationKind, Phase};
-use crate::operations::scale::step;
+use crate::api::{Operation, OperationKind, Phase, Step};
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
@@ -39,7 +38,7 @@ pub struct Observed {
 fn operation_phase(op: &Operation) -> Phase {
     match op.kind {
         OperationKind::ScaleDown => Phase::Draining,
-        OperationKind::ScaleUp if op.step == step::WAITING_FOR_BROKERS => Phase::ScalingUp,
+        OperationKind::ScaleUp if op.step == Step::WaitingForBrokers => Phase::ScalingUp,
         OperationKind::ScaleUp | OperationKind::ReplicationFactorChange => Phase::Rebalancing,
     }
 }
@@ -161,7 +160,16 @@ pub fn assess(observed: &Observed, previous: Option<Phase>) -> Assessment {
             if let Some(problem) = &o.kafka_problem {
                 summary.push_str(&format!("; Kafka: {problem}"));
             }
-            condition(RECONCILING, true, &op.step, summary)
+            condition(
+                RECONCILING,
+                true,
+                // A reason must be CamelCase; an unknown step's own value may not be.
+                match &op.step {
+                    Step::Unknown(_) => "UnknownStep",
+                    step => step.as_str(),
+                },
+                summary,
+            )
         }
         (None, _) if o.kafka_problem.is_some() => condition(
             RECONCILING,

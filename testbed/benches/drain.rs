@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use kafka_operator::api::RebalanceSpec;
+use kafka_operator::api::Step;
 use kafka_operator::kafka::{KafkaAdmin, NewTopic};
-use kafka_operator::operations::scale::{self, ScaleInput, step};
+use kafka_operator::operations::scale::{self, ScaleInput};
 use kafka_operator::planner::{self, PartitionAssignment, PlanRequest};
 use kafka_operator_testbed::kafka::{LocalKafka, LocalKafkaOptions};
 use rdkafka::ClientConfig;
@@ -180,7 +181,7 @@ async fn drain_ours(admin: &dyn KafkaAdmin, rate: u64) -> anyhow::Result<Duratio
         let op = outcome
             .operation
             .context("the drain ended before it was verified")?;
-        if op.step == step::SHRINKING {
+        if op.step == Step::Shrinking {
             break;
         }
         // As in the controller: a status change triggers the next round at once, otherwise

@@ -24,10 +24,10 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
+use kafka_operator::api::Step;
 use kafka_operator::api::{KafkaCluster, OperationKind, Phase, TopicPhase};
 use kafka_operator::kafka::throttle::LEADER_RATE;
 use kafka_operator::kafka::{ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaClient, NewTopic};
-use kafka_operator::operations::scale::step;
 use kafka_operator::resources::pods::is_ready;
 use kafka_operator_testbed::kubelet::LocalKubelet;
 
@@ -556,7 +556,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                 .await?;
                 let kill_points: [(&str, KillPoint); 5] = [
                     ("recorded", |o| {
-                        o.step == step::THROTTLING || o.step == step::MOVING
+                        o.step == Step::Throttling || o.step == Step::Moving
                     }),
                     ("first moves submitted", |o| !o.in_flight.is_empty()),
                     ("a third moved", |o| {
@@ -566,7 +566,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                         o.partitions_moved * 3 >= o.partitions_total * 2
                     }),
                     ("verifying or later", |o| {
-                        o.step != step::THROTTLING && o.step != step::MOVING
+                        o.step != Step::Throttling && o.step != Step::Moving
                     }),
                 ];
                 let mut killed = Vec::new();

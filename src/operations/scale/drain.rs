@@ -1,0 +1,251 @@
+//! The scale-down state machine: move every replica off the leaving brokers, verify from Kafka
+//! that they hold nothing, shrink the StatefulSet, unregister them, delete their volumes.
+
+use std::collections::BTreeSet;
+
+use crate::api::{Operation, Step};
+use crate::kafka::{KafkaAdmin, KafkaError};
+
+use super::mover::{cancel_moves, move_partitions};
+use super::{ScaleInput, ScaleOutcome, finish, list, notice, settle, start, wait_for_kafka};
+
+/// The scale-down state machine.
+pub(super) async fn drain(
+    admin: Option<&dyn KafkaAdmin>,
+    input: &ScaleInput,
+    running: i32,
+    mut op: Operation,
+) -> Result<ScaleOutcome, KafkaError> {
+    let target = op.target_brokers;
+    let mut out = ScaleOutcome {
+        broker_replicas: running,
+        busy: true,
+        ..Default::default()
+    };
+    // Until the StatefulSet shrinks, a changed broker count can still be acted on.
+    let undoable = matches!(op.step, Step::Throttling | Step::Moving | Step::Verifying);
+
+    // The user changed their mind before any broker went: stop moving, keep what moved.
+    if undoable && input.desired != target {
+        let Some(admin) = admin else {
+            op.waiting_for = Some("Kafka to be reachable to cancel the drain".into());
+            out.operation = Some(op);
+            return Ok(out);
+        };
+        cancel_moves(admin, &op).await?;
+        let cancelled = notice(
+            false,
+            "DrainCancelled",
+            format!(
+                "brokerCount changed to {} during the drain to {target}: remaining moves cancelled, moved partitions stay where they are",
+                input.desired
+            ),
+        );
+        // The new count is acted on at once.
+        let mut next = start(Some(admin), input, running).await?;
+        next.notices.insert(0, cancelled);
+        return Ok(next);
+    }
+
+    match op.step {
+        Step::Throttling | Step::Moving => {
+            let Some(admin) = admin else {
+                return Ok(wait_for_kafka(op, out));
+            };
+            let targets: Vec<i32> = (0..target).collect();
+            move_partitions(admin, &mut op, &targets, false, input, &mut out.notices).await?;
+            out.operation = Some(op);
+        }
+        Step::Verifying => {
+            let Some(admin) = admin else {
+                return Ok(wait_for_kafka(op, out));
+            };
+            let snapshot = admin.snapshot().await?;
+            let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
+            let still_on_leaving: Vec<String> = snapshot
+                .partitions()
+                .filter(|(_, p)| p.replicas.iter().any(|r| leaving.contains(r)))
+                .map(|(tp, _)| tp.to_string())
+                .collect();
+            if !still_on_leaving.is_empty() {
+                // Something (another tool, a cancelled move) put replicas back: move them again.
+                op.step = Step::Moving;
+                op.waiting_for = Some(format!(
+                    "{} partition(s) still have replicas on leaving brokers",
+                    still_on_leaving.len()
+                ));
+                out.operation = Some(op);
+                return Ok(out);
+            }
+            if !snapshot.reassignments.is_empty() {
+                op.waiting_for = Some(format!(
+                    "{} reassignment(s) still in progress",
+                    snapshot.reassignments.len()
+                ));
+                out.operation = Some(op);
+                return Ok(out);
+            }
+            let under = snapshot.under_replicated();
+            if !under.is_empty() {
+                op.waiting_for = Some(format!(
+                    "{} partition(s) not fully in sync (e.g. {}); brokers are kept until every replica is in sync",
+                    under.len(),
+                    under[0]
+                ));
+                out.operation = Some(op);
+                return Ok(out);
+            }
+            // The leaving brokers' own word: their log directories hold no partition any more.
+            let logs_left: Vec<String> = snapshot
+                .partitions()
+                .filter(|(_, p)| p.size_bytes.keys().any(|b| leaving.contains(b)))
+                .map(|(tp, _)| tp.to_string())
+                .collect();
+            if !logs_left.is_empty() {
+                op.waiting_for = Some(format!(
+                    "leaving broker(s) to delete {} moved partition log(s) (e.g. {})",
+                    logs_left.len(),
+                    logs_left[0]
+                ));
+                out.operation = Some(op);
+                return Ok(out);
+            }
+            settle(admin, &mut op, &mut out).await?;
+            out.notices.push(notice(
+                false,
+                "DrainVerified",
+                format!(
+                    "broker(s) {} hold no replicas and every partition is in sync; removing them",
+                    list(op.leaving_brokers.iter().copied())
+                ),
+            ));
+            op.step = Step::Shrinking;
+            op.waiting_for = None;
+            op.in_flight.clear();
+            op.partitions_moved = op.partitions_total;
+            op.bytes_moved = op.bytes_total;
+            out.broker_replicas = target;
+            out.operation = Some(op);
+        }
+        Step::Shrinking => {
+            out.broker_replicas = target;
+            let mut left: Vec<i32> = input
+                .broker_pods
+                .iter()
+                .copied()
+                .filter(|o| *o >= target)
+                .collect();
+            // A pod can be gone before its broker process has stopped: wait until Kafka no
+            // longer counts the broker as live, so it is not unregistered while it runs.
+            if left.is_empty()
+                && let Some(admin) = admin
+            {
+                let live = admin.snapshot().await?.broker_ids();
+                left = op
+                    .leaving_brokers
+                    .iter()
+                    .copied()
+                    .filter(|b| live.contains(b))
+                    .collect();
+            }
+            if !left.is_empty() {
+                op.waiting_for = Some(format!("broker(s) {} to stop", list(left)));
+                out.operation = Some(op);
+                return Ok(out);
+            }
+            let Some(admin) = admin else {
+                op.waiting_for =
+                    Some("Kafka to be reachable to check the removed brokers hold nothing".into());
+                out.operation = Some(op);
+                return Ok(out);
+            };
+            // Between the verification and the brokers' shutdown Kafka may still have placed a
+            // new partition on them. Their volumes are still there: bring them back and drain
+            // again rather than lose that partition.
+            let snapshot = admin.snapshot().await?;
+            let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
+            let placed: Vec<String> = snapshot
+                .target_assignment()
+                .into_iter()
+                .filter(|(_, r)| r.iter().any(|b| leaving.contains(b)))
+                .map(|(tp, _)| tp.to_string())
+                .collect();
+            if !placed.is_empty() {
+                let restore = op.leaving_brokers.iter().max().map_or(target, |b| b + 1);
+                out.broker_replicas = restore.max(target);
+                out.notices.push(notice(
+                    true,
+                    "DrainReopened",
+                    format!(
+                        "{} partition(s) (e.g. {}) were placed on broker(s) {} while they stopped; bringing them back to move them off",
+                        placed.len(),
+                        placed[0],
+                        list(op.leaving_brokers.iter().copied())
+                    ),
+                ));
+                op.step = Step::Moving;
+                op.waiting_for = Some(format!(
+                    "broker(s) {} to come back: {} partition(s) were placed on them",
+                    list(op.leaving_brokers.iter().copied()),
+                    placed.len()
+                ));
+                out.operation = Some(op);
+                return Ok(out);
+            }
+            op.step = if input.kraft {
+                Step::Unregistering
+            } else {
+                Step::CleaningUp
+            };
+            op.waiting_for = None;
+            out.operation = Some(op);
+        }
+        Step::Unregistering => {
+            out.broker_replicas = target;
+            let Some(admin) = admin else {
+                op.waiting_for =
+                    Some("Kafka to be reachable to unregister the removed brokers".into());
+                out.operation = Some(op);
+                return Ok(out);
+            };
+            for broker in &op.leaving_brokers {
+                match admin.unregister_broker(*broker).await {
+                    Ok(()) => {}
+                    // Already gone (a restart after a partial run): nothing to do.
+                    Err(KafkaError::Kafka { name, .. }) if name == "BROKER_ID_NOT_REGISTERED" => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            op.step = Step::CleaningUp;
+            out.operation = Some(op);
+        }
+        Step::CleaningUp => {
+            out.broker_replicas = target.min(running);
+            // The controller deletes the volumes before it records the end of the operation,
+            // so a failed or interrupted delete is tried again.
+            if input.delete_drained_volumes {
+                out.delete_volumes_of = op.leaving_brokers.clone();
+            }
+            finish(
+                &mut out,
+                "ScaledDown",
+                format!(
+                    "removed broker(s) {} after moving {} partition(s) off them",
+                    list(op.leaving_brokers.iter().copied()),
+                    op.partitions_total
+                ),
+            );
+        }
+        Step::WaitingForBrokers | Step::Unknown(_) => {
+            // A step this version does not know (a newer operator's, or a hand edit): nothing
+            // is removed on its word; verify from Kafka and go on from there.
+            op.waiting_for = Some(format!(
+                "unknown step {}: verifying the drain from Kafka's state",
+                op.step
+            ));
+            op.step = Step::Verifying;
+            out.operation = Some(op);
+        }
+    }
+    Ok(out)
+}

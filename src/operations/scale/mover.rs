@@ -1,0 +1,328 @@
+//! One round of partition moves: plan from Kafka's current assignment, throttle, submit the next
+//! bounded batch, record progress. Shared by the drain, the rebalance and replication changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::{Operation, PartitionMove, Step};
+use crate::kafka::throttle::LEADER_RATE;
+use crate::kafka::{
+    BrokerId, ConfigResource, KafkaAdmin, KafkaError, OngoingReassignment, Throttle, TopicPartition,
+};
+use crate::operations::batch::{PendingMove, copying, next_batch};
+use crate::planner::{self, PartitionAssignment, PlanRequest};
+
+use super::throttles::clear_throttles;
+use super::{Notice, ScaleInput, list, notice, unavailable_brokers};
+
+/// Rounds a submitted move may stay unlisted by Kafka without its target in the metadata
+/// before it is taken for cancelled (metadata lags by a round or two, not by this many).
+const UNLISTED_ROUNDS: u32 = 15;
+
+/// How long one round waits for brokers to apply a new throttle before trying again later.
+const THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One round of moving: plan from Kafka's current assignment, submit the next batch, record
+/// progress; when nothing is left to move, go on to verifying. Moves in flight (per Kafka) are
+/// never submitted twice.
+pub(super) async fn move_partitions(
+    admin: &dyn KafkaAdmin,
+    op: &mut Operation,
+    targets: &[i32],
+    rebalance: bool,
+    input: &ScaleInput,
+    notices: &mut Vec<Notice>,
+) -> Result<(), KafkaError> {
+    // Moves in flight are read before the metadata: a move that ends in between is then seen
+    // as in flight (and waited for), never as a partition with its old and new replicas.
+    let moving_before = admin.list_reassignments().await?;
+    let mut snapshot = admin.snapshot().await?;
+    for (tp, r) in moving_before {
+        snapshot.reassignments.entry(tp).or_insert(r);
+    }
+    // The controller knows a move is complete before every broker's metadata does, and the
+    // metadata may come from a broker that lags: a submitted move stays in flight until the
+    // metadata shows its target. Planning from a lagging view would see the old and new
+    // replicas together and move a partition twice.
+    let mut unlisted = BTreeMap::new();
+    for m in &op.in_flight {
+        let tp = TopicPartition::new(m.topic.clone(), m.partition);
+        if snapshot.reassignments.contains_key(&tp) {
+            continue;
+        }
+        let shown: BTreeSet<i32> = snapshot
+            .partition(&tp)
+            .map(|p| p.replicas.iter().copied().collect())
+            .unwrap_or_default();
+        if shown != m.target.iter().copied().collect() {
+            let rounds = m.unlisted_rounds + 1;
+            if rounds > UNLISTED_ROUNDS {
+                tracing::warn!(
+                    partition = %tp,
+                    "a move Kafka no longer runs never reached its target; planning it again"
+                );
+                continue;
+            }
+            unlisted.insert(tp.clone(), rounds);
+            snapshot.reassignments.insert(
+                tp,
+                OngoingReassignment {
+                    replicas: m.target.clone(),
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                },
+            );
+        }
+    }
+    let down = unavailable_brokers(&snapshot, targets.iter().copied().collect());
+    if !down.is_empty() {
+        op.waiting_for = Some(format!(
+            "broker(s) {} down or fenced; the moves continue when they are back",
+            list(down)
+        ));
+        return Ok(());
+    }
+
+    // Partitions moving now count with the replicas they are moving to.
+    let mut current: Vec<PartitionAssignment> = Vec::new();
+    let mut sizes = BTreeMap::new();
+    for (tp, p) in snapshot.partitions() {
+        let replicas = match snapshot.reassignments.get(&tp) {
+            Some(r) => r.target(),
+            None => p.replicas.clone(),
+        };
+        sizes.insert((tp.topic.clone(), tp.partition), p.size());
+        current.push(PartitionAssignment {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            replicas,
+        });
+    }
+    let request = PlanRequest {
+        current: current.clone(),
+        brokers: targets
+            .iter()
+            .map(|id| planner::Broker {
+                id: *id,
+                rack: snapshot
+                    .brokers
+                    .iter()
+                    .find(|b| b.id == *id)
+                    .and_then(|b| b.rack.clone()),
+            })
+            .collect(),
+        sizes: sizes.clone(),
+        replication_factors: op
+            .replication_factors
+            .iter()
+            .filter(|(t, _)| snapshot.topics.contains_key(*t))
+            .map(|(t, rf)| (t.clone(), (*rf).max(1) as usize))
+            .collect(),
+        rebalance,
+        ..Default::default()
+    };
+    let plan = match planner::plan(&request) {
+        Ok(plan) => plan,
+        Err(e) => {
+            // Something changed under the operation (say a topic created with a replication
+            // factor the target brokers cannot hold): it waits, and says what to fix.
+            let why = format!("a feasible plan: {e}");
+            if op.waiting_for.as_deref() != Some(why.as_str()) {
+                notices.push(notice(
+                    true,
+                    "PlanFailed",
+                    format!("cannot plan the remaining moves: {e}"),
+                ));
+            }
+            op.waiting_for = Some(why);
+            return Ok(());
+        }
+    };
+    let pending: Vec<PendingMove> = planner::moves(&current, &plan.target)
+        .into_iter()
+        .filter(|m| {
+            !snapshot
+                .reassignments
+                .contains_key(&TopicPartition::new(m.topic.clone(), m.partition))
+        })
+        .map(|m| {
+            let size = sizes
+                .get(&(m.topic.clone(), m.partition))
+                .copied()
+                .unwrap_or(0);
+            let partition = TopicPartition::new(m.topic, m.partition);
+            let leader = snapshot.partition(&partition).and_then(|p| p.leader);
+            PendingMove {
+                partition,
+                current: m.current,
+                target: m.target,
+                size,
+                leader,
+            }
+        })
+        .collect();
+    let data_moves = pending.iter().filter(|m| !m.is_reorder_only()).count();
+
+    // The first plan sets the totals; later rounds only count down.
+    if op.step == Step::Throttling && op.partitions_total == 0 {
+        op.partitions_total = data_moves as i64;
+        op.bytes_total = pending
+            .iter()
+            .filter(|m| !m.is_reorder_only())
+            .map(|m| m.size as i64)
+            .sum();
+    }
+    op.step = Step::Moving;
+    let remaining_bytes: i64 = pending
+        .iter()
+        .filter(|m| !m.is_reorder_only())
+        .map(|m| m.size as i64)
+        .sum::<i64>()
+        + snapshot
+            .reassignments
+            .keys()
+            .map(|tp| snapshot.partition(tp).map(|p| p.size() as i64).unwrap_or(0))
+            .sum::<i64>();
+    let remaining = (data_moves + snapshot.reassignments.len()) as i64;
+    op.partitions_moved = (op.partitions_total - remaining).max(0);
+    op.bytes_moved = (op.bytes_total - remaining_bytes).max(0);
+    op.in_flight = snapshot
+        .reassignments
+        .iter()
+        .map(|(tp, r)| PartitionMove {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            target: r.target(),
+            unlisted_rounds: unlisted.get(tp).copied().unwrap_or(0),
+        })
+        .collect();
+
+    if pending.is_empty() && snapshot.reassignments.is_empty() {
+        op.step = Step::Verifying;
+        op.waiting_for = None;
+        op.in_flight.clear();
+        return Ok(());
+    }
+
+    let in_flight: Vec<Vec<BrokerId>> = snapshot
+        .reassignments
+        .iter()
+        .map(|(tp, r)| {
+            let leader = snapshot.partition(tp).and_then(|p| p.leader);
+            copying(leader, &r.replicas, r.adding.iter())
+        })
+        .collect();
+    let batch = next_batch(
+        &pending,
+        &in_flight,
+        input.rebalance.max_moves_per_broker.max(1) as usize,
+    );
+    if batch.is_empty() {
+        op.waiting_for = Some(format!(
+            "{} move(s) in flight, {} queued",
+            snapshot.reassignments.len(),
+            data_moves
+        ));
+        return Ok(());
+    }
+
+    // Throttle every move in flight and about to start, then submit. A move in flight is
+    // throttled from the replicas it started from: Kafka already lists its new ones.
+    let mut assignment = snapshot.assignment();
+    for (tp, r) in &snapshot.reassignments {
+        if !r.adding.is_empty() {
+            assignment.insert(tp.clone(), r.source());
+        }
+    }
+    let mut throttle_targets: BTreeMap<TopicPartition, Vec<BrokerId>> = snapshot
+        .reassignments
+        .iter()
+        .map(|(tp, r)| (tp.clone(), r.target()))
+        .collect();
+    let mut batch_targets = BTreeMap::new();
+    for m in &batch {
+        throttle_targets.insert(m.partition.clone(), m.target.clone());
+        batch_targets.insert(m.partition.clone(), m.target.clone());
+    }
+    let throttle = Throttle::for_moves(
+        &assignment,
+        &throttle_targets,
+        input.rebalance.throttle_bytes_per_second.max(1) as u64,
+    );
+    if !throttle.is_empty() {
+        // Recorded before it is set, so it is cleared even if the operator dies right after.
+        for b in &throttle.brokers {
+            if !op.throttled_brokers.contains(b) {
+                op.throttled_brokers.push(*b);
+            }
+        }
+        for t in throttle.topics.keys() {
+            if !op.throttled_topics.contains(t) {
+                op.throttled_topics.push(t.clone());
+            }
+        }
+        admin.set_throttle(&throttle).await?;
+        // Brokers learn of config changes through the metadata log: a move submitted before
+        // they did would start unthrottled. Submit once every involved broker has the rate.
+        if !throttle_in_effect(admin, &throttle).await? {
+            op.waiting_for = Some("the replication throttle to reach every broker".into());
+            return Ok(());
+        }
+    }
+    admin.alter_reassignments(&batch_targets).await?;
+    op.in_flight.extend(batch.iter().map(|m| PartitionMove {
+        topic: m.partition.topic.clone(),
+        partition: m.partition.partition,
+        target: m.target.clone(),
+        unlisted_rounds: 0,
+    }));
+    op.waiting_for = None;
+    Ok(())
+}
+
+/// Whether every broker of `throttle` reports its rate, waiting a few seconds for the
+/// metadata log to carry it there.
+async fn throttle_in_effect(
+    admin: &dyn KafkaAdmin,
+    throttle: &Throttle,
+) -> Result<bool, KafkaError> {
+    let resources: Vec<ConfigResource> = throttle
+        .brokers
+        .iter()
+        .map(|b| ConfigResource::Broker(*b))
+        .collect();
+    let rate = throttle.rate.to_string();
+    let deadline = std::time::Instant::now() + THROTTLE_WAIT;
+    loop {
+        let configs = admin.describe_configs(&resources).await?;
+        let applied = resources.iter().all(|r| {
+            configs
+                .get(r)
+                .and_then(|c| c.get(LEADER_RATE))
+                .and_then(|v| v.value.as_deref())
+                == Some(rate.as_str())
+        });
+        if applied || std::time::Instant::now() > deadline {
+            return Ok(applied);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Cancels the operation's reassignments still in progress (not those of other tools) and
+/// clears its throttles.
+pub(super) async fn cancel_moves(admin: &dyn KafkaAdmin, op: &Operation) -> Result<(), KafkaError> {
+    let ours: BTreeSet<TopicPartition> = op
+        .in_flight
+        .iter()
+        .map(|m| TopicPartition::new(m.topic.clone(), m.partition))
+        .collect();
+    let in_progress = admin.list_reassignments().await?;
+    let partitions: Vec<TopicPartition> = in_progress
+        .into_keys()
+        .filter(|tp| ours.contains(tp))
+        .collect();
+    if !partitions.is_empty() {
+        admin.cancel_reassignments(&partitions).await?;
+    }
+    clear_throttles(admin, &mut op.clone()).await
+}
