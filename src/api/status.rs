@@ -119,6 +119,14 @@ pub struct Operation {
     /// Topics whose throttled replica lists were set, likewise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub throttled_topics: Vec<String>,
+    /// Throttle rates another tool or a user had set on brokers the operation throttles too,
+    /// by broker: put back when the operation ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kept_broker_throttles: BTreeMap<i32, BTreeMap<String, String>>,
+    /// Throttled replica lists another tool or a user had set on topics the operation
+    /// throttles too, by topic: kept listed meanwhile, and put back when the operation ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kept_topic_throttles: BTreeMap<String, BTreeMap<String, String>>,
     /// When the operation started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,

@@ -43,6 +43,8 @@ pub struct Throttle {
     /// Brokers that get the rate: all current and new replicas of the moving partitions.
     pub brokers: BTreeSet<BrokerId>,
     pub topics: BTreeMap<String, TopicThrottle>,
+    /// Throttled replica lists others set on these topics, by topic and key: listed alongside.
+    pub kept: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Throttle {
@@ -86,6 +88,16 @@ impl Throttle {
         self.topics.is_empty()
     }
 
+    /// The same throttle, with the replica lists others set on its topics kept in each list.
+    pub fn keeping(mut self, kept: &BTreeMap<String, BTreeMap<String, String>>) -> Throttle {
+        self.kept = kept
+            .iter()
+            .filter(|(t, _)| self.topics.contains_key(*t))
+            .map(|(t, k)| (t.clone(), k.clone()))
+            .collect();
+        self
+    }
+
     /// Dynamic broker configs to set on each throttled broker.
     pub fn broker_configs(&self) -> BTreeMap<String, String> {
         [LEADER_RATE, FOLLOWER_RATE]
@@ -99,15 +111,31 @@ impl Throttle {
         self.topics
             .iter()
             .map(|(topic, t)| {
-                let mut configs = BTreeMap::new();
-                configs.insert(
-                    LEADER_REPLICAS.to_string(),
-                    TopicThrottle::render(&t.leader),
-                );
-                configs.insert(
-                    FOLLOWER_REPLICAS.to_string(),
-                    TopicThrottle::render(&t.follower),
-                );
+                let kept = self.kept.get(topic);
+                let value = |key: &str, ours: &BTreeSet<(i32, BrokerId)>| {
+                    let ours = TopicThrottle::render(ours);
+                    match kept.and_then(|k| k.get(key)).map(String::as_str) {
+                        None | Some("") => ours,
+                        // Every replica is throttled already.
+                        Some("*") => "*".to_string(),
+                        Some(theirs) => {
+                            let mut all: BTreeSet<&str> =
+                                theirs.split(',').map(str::trim).collect();
+                            all.extend(ours.split(',').filter(|s| !s.is_empty()));
+                            all.into_iter().collect::<Vec<_>>().join(",")
+                        }
+                    }
+                };
+                let configs = BTreeMap::from([
+                    (
+                        LEADER_REPLICAS.to_string(),
+                        value(LEADER_REPLICAS, &t.leader),
+                    ),
+                    (
+                        FOLLOWER_REPLICAS.to_string(),
+                        value(FOLLOWER_REPLICAS, &t.follower),
+                    ),
+                ]);
                 (topic.clone(), configs)
             })
             .collect()
@@ -133,6 +161,33 @@ mod tests {
         assert_eq!(configs["a"][FOLLOWER_REPLICAS], "0:4");
         assert_eq!(t.broker_configs()[LEADER_RATE], "1000");
         assert_eq!(t.broker_configs()[FOLLOWER_RATE], "1000");
+    }
+
+    #[test]
+    fn replica_lists_others_set_are_kept_alongside() {
+        let current = BTreeMap::from([(tp("a", 0), vec![1, 2]), (tp("b", 0), vec![1])]);
+        let target = BTreeMap::from([(tp("a", 0), vec![1, 4]), (tp("b", 0), vec![3])]);
+        let kept = BTreeMap::from([
+            (
+                "a".to_string(),
+                BTreeMap::from([(LEADER_REPLICAS.to_string(), "5:9,0:1".to_string())]),
+            ),
+            (
+                "b".to_string(),
+                BTreeMap::from([(FOLLOWER_REPLICAS.to_string(), "*".to_string())]),
+            ),
+            (
+                "untouched".to_string(),
+                BTreeMap::from([(LEADER_REPLICAS.to_string(), "*".to_string())]),
+            ),
+        ]);
+        let t = Throttle::for_moves(&current, &target, 1000).keeping(&kept);
+        let configs = t.topic_configs();
+        assert_eq!(configs["a"][LEADER_REPLICAS], "0:1,0:2,5:9");
+        assert_eq!(configs["a"][FOLLOWER_REPLICAS], "0:4");
+        assert_eq!(configs["b"][FOLLOWER_REPLICAS], "*");
+        assert_eq!(configs["b"][LEADER_REPLICAS], "0:1");
+        assert!(!configs.contains_key("untouched"));
     }
 
     #[test]

@@ -26,8 +26,10 @@ use kube::{Client, ResourceExt};
 
 use kafka_operator::api::Step;
 use kafka_operator::api::{KafkaCluster, OperationKind, Phase, TopicPhase};
-use kafka_operator::kafka::throttle::LEADER_RATE;
-use kafka_operator::kafka::{ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaClient, NewTopic};
+use kafka_operator::kafka::throttle::{LEADER_RATE, LEADER_REPLICAS};
+use kafka_operator::kafka::{
+    ClusterSnapshot, ConfigOp, ConfigResource, KafkaAdmin, KafkaClient, NewTopic,
+};
 use kafka_operator::resources::pods::is_ready;
 use kafka_operator_testbed::kubelet::LocalKubelet;
 
@@ -254,6 +256,53 @@ fn replica_counts(snap: &ClusterSnapshot) -> BTreeMap<i32, usize> {
     counts
 }
 
+/// Replication throttles a user set by hand: a rate on broker 0 and every replica of `events`
+/// throttled on the leader side.
+struct UserThrottles;
+
+impl UserThrottles {
+    const RATE: &str = "50000000";
+
+    async fn set(admin: &KafkaClient) -> anyhow::Result<UserThrottles> {
+        let set = |k: &str, v: &str| BTreeMap::from([(k.to_string(), ConfigOp::Set(v.into()))]);
+        admin
+            .alter_configs(&ConfigResource::Broker(0), &set(LEADER_RATE, Self::RATE))
+            .await?;
+        admin
+            .alter_configs(
+                &ConfigResource::Topic("events".into()),
+                &set(LEADER_REPLICAS, "*"),
+            )
+            .await?;
+        Ok(UserThrottles)
+    }
+
+    /// Checks both are as the user left them, then removes them (the scenarios after this one
+    /// start without throttles).
+    async fn still_there_then_removed(&self, admin: &KafkaClient) -> anyhow::Result<()> {
+        let broker = ConfigResource::Broker(0);
+        let topic = ConfigResource::Topic("events".into());
+        let configs = admin
+            .describe_configs(&[broker.clone(), topic.clone()])
+            .await?;
+        let value = |r: &ConfigResource, k: &str| configs[r].get(k).and_then(|v| v.value.clone());
+        ensure!(
+            value(&broker, LEADER_RATE).as_deref() == Some(Self::RATE),
+            "the user's throttle rate on broker 0 is gone: {:?}",
+            value(&broker, LEADER_RATE)
+        );
+        ensure!(
+            value(&topic, LEADER_REPLICAS).as_deref() == Some("*"),
+            "the user's throttled replicas of events are gone: {:?}",
+            value(&topic, LEADER_REPLICAS)
+        );
+        let unset = |k: &str| BTreeMap::from([(k.to_string(), ConfigOp::Delete)]);
+        admin.alter_configs(&broker, &unset(LEADER_RATE)).await?;
+        admin.alter_configs(&topic, &unset(LEADER_REPLICAS)).await?;
+        Ok(())
+    }
+}
+
 /// After a drain of broker `gone`: nothing on it, all in sync, it is unregistered, no
 /// throttle is left, and the StatefulSet runs the rest. The test's snapshot may come from a
 /// broker whose metadata trails the operator's by a moment, so the checks get a few seconds.
@@ -382,6 +431,9 @@ async fn scaling_moves_data_and_never_loses_it() {
                 // Another release of the same name in the namespace (a Helm chart's broker and
                 // its volume): the drain neither waits for it nor touches it.
                 let foreign = ForeignRelease::create(&bed.client, NS, NAME, 7).await?;
+                // Throttles a user set before the drain, on a broker and a topic the drain
+                // throttles too: they are the user's, and the drain leaves them as it found them.
+                let user = UserThrottles::set(&bed.admin).await?;
                 bed.set_brokers(3).await?;
                 // The drain shows in the status while it runs.
                 wait_for("the drain to show in the status", LONG, || async {
@@ -396,6 +448,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                 .await?;
                 bed.settled(3).await?;
                 watchdog.finish().await?;
+                user.still_there_then_removed(&bed.admin).await?;
                 check_drained(&bed, 3).await?;
                 // pvcRetention.whenScaled: Delete (the default): the drained broker's volume goes.
                 let claims: Api<PersistentVolumeClaim> = Api::namespaced(bed.client.clone(), NS);

@@ -11,7 +11,7 @@ use crate::kafka::{
 use crate::operations::batch::{PendingMove, copying, next_batch};
 use crate::planner::{self, PartitionAssignment, PlanRequest};
 
-use super::throttles::clear_throttles;
+use super::throttles::{self, clear_throttles};
 use super::{Notice, ScaleInput, list, notice, unavailable_brokers};
 
 /// Rounds a submitted move may stay unlisted by Kafka without its target in the metadata
@@ -249,17 +249,13 @@ pub(super) async fn move_partitions(
         input.rebalance.throttle_bytes_per_second.max(1) as u64,
     );
     if !throttle.is_empty() {
-        // Recorded before it is set, so it is cleared even if the operator dies right after.
-        for b in &throttle.brokers {
-            if !op.throttled_brokers.contains(b) {
-                op.throttled_brokers.push(*b);
-            }
+        // Recorded (in the status) before it is set, so it is cleared even if the operator
+        // dies right after setting it.
+        if throttles::record(admin, op, &throttle).await? {
+            op.waiting_for = Some("recording the replication throttle before setting it".into());
+            return Ok(());
         }
-        for t in throttle.topics.keys() {
-            if !op.throttled_topics.contains(t) {
-                op.throttled_topics.push(t.clone());
-            }
-        }
+        let throttle = throttle.keeping(&op.kept_topic_throttles);
         admin.set_throttle(&throttle).await?;
         // Brokers learn of config changes through the metadata log: a move submitted before
         // they did would start unthrottled. Submit once every involved broker has the rate.

@@ -1,45 +1,115 @@
 //! The replication throttles an operation sets, and clearing them.
+//!
+//! What the operation throttles is recorded in its status before any throttle is set, so a
+//! throttle is cleared even if the operator dies right after setting it. Clearing touches only
+//! the brokers and topics the operation recorded: throttles that other tools or users set
+//! elsewhere are theirs. Where the operation found such a throttle on a broker or topic it
+//! throttles too, it records the value and puts it back at the end (a topic keeps its own
+//! throttled replicas listed alongside the operation's meanwhile).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use crate::api::Operation;
-use crate::kafka::throttle::{FOLLOWER_REPLICAS, LEADER_REPLICAS};
-use crate::kafka::{BrokerId, ConfigResource, KafkaAdmin, KafkaError};
+use crate::kafka::throttle::{FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS};
+use crate::kafka::{ConfigOp, ConfigResource, ConfigValue, KafkaAdmin, KafkaError, Throttle};
 
-/// Clears the replication throttle everywhere it may be: the brokers and topics the operation
-/// recorded, every live broker, and every topic that has throttled replicas. Recording is done
-/// before setting, but a status write can still fail after a throttle was set; a throttle left
-/// behind would slow replication for good.
+/// Records the brokers and topics `throttle` touches that `op` has not recorded yet, with the
+/// throttle values others set on them. Returns whether anything was recorded: the caller then
+/// sets nothing this round, so the record reaches the status before the throttle reaches Kafka.
+pub(super) async fn record(
+    admin: &dyn KafkaAdmin,
+    op: &mut Operation,
+    throttle: &Throttle,
+) -> Result<bool, KafkaError> {
+    let brokers: Vec<i32> = throttle
+        .brokers
+        .iter()
+        .copied()
+        .filter(|b| !op.throttled_brokers.contains(b))
+        .collect();
+    let topics: Vec<String> = throttle
+        .topics
+        .keys()
+        .filter(|t| !op.throttled_topics.contains(t))
+        .cloned()
+        .collect();
+    if brokers.is_empty() && topics.is_empty() {
+        return Ok(false);
+    }
+    let resources: Vec<ConfigResource> = brokers
+        .iter()
+        .map(|b| ConfigResource::Broker(*b))
+        .chain(topics.iter().cloned().map(ConfigResource::Topic))
+        .collect();
+    let found = admin.describe_configs(&resources).await?;
+    for (resource, entries) in found {
+        match resource {
+            ConfigResource::Broker(b) => {
+                let kept = set_here(&entries, &[LEADER_RATE, FOLLOWER_RATE]);
+                if !kept.is_empty() {
+                    op.kept_broker_throttles.insert(b, kept);
+                }
+            }
+            ConfigResource::Topic(t) => {
+                let kept = set_here(&entries, &[LEADER_REPLICAS, FOLLOWER_REPLICAS]);
+                if !kept.is_empty() {
+                    op.kept_topic_throttles.insert(t, kept);
+                }
+            }
+            ConfigResource::BrokerDefault => {}
+        }
+    }
+    op.throttled_brokers.extend(brokers);
+    op.throttled_brokers.sort_unstable();
+    op.throttled_topics.extend(topics);
+    op.throttled_topics.sort();
+    Ok(true)
+}
+
+/// The values of `keys` set on this very broker or topic (not inherited, not empty).
+fn set_here(entries: &BTreeMap<String, ConfigValue>, keys: &[&str]) -> BTreeMap<String, String> {
+    keys.iter()
+        .filter_map(|k| {
+            let v = entries.get(*k)?;
+            let value = v.value.as_ref().filter(|s| !s.is_empty())?;
+            v.overridden.then(|| (k.to_string(), value.clone()))
+        })
+        .collect()
+}
+
+/// Clears the throttles the operation recorded and puts back what others had set there.
 pub(super) async fn clear_throttles(
     admin: &dyn KafkaAdmin,
     op: &mut Operation,
 ) -> Result<(), KafkaError> {
-    let snapshot = admin.snapshot().await?;
-    let mut brokers: BTreeSet<BrokerId> = op.throttled_brokers.iter().copied().collect();
-    brokers.extend(snapshot.broker_ids());
-    let mut topics: BTreeSet<String> = op.throttled_topics.iter().cloned().collect();
-    let resources: Vec<ConfigResource> = snapshot
-        .topics
-        .keys()
-        .filter(|t| !topics.contains(*t))
-        .map(|t| ConfigResource::Topic(t.clone()))
-        .collect();
-    if !resources.is_empty() {
-        for (resource, entries) in admin.describe_configs(&resources).await? {
-            let throttled = [LEADER_REPLICAS, FOLLOWER_REPLICAS].iter().any(|k| {
-                entries.get(*k).is_some_and(|v| {
-                    !v.is_default && v.value.as_deref().is_some_and(|v| !v.is_empty())
-                })
-            });
-            if let (true, ConfigResource::Topic(t)) = (throttled, resource) {
-                topics.insert(t);
-            }
+    if !op.throttled_brokers.is_empty() || !op.throttled_topics.is_empty() {
+        admin
+            .clear_throttle(&op.throttled_brokers, &op.throttled_topics)
+            .await?;
+    }
+    let restore = op
+        .kept_broker_throttles
+        .iter()
+        .map(|(b, kept)| (ConfigResource::Broker(*b), kept))
+        .chain(
+            op.kept_topic_throttles
+                .iter()
+                .map(|(t, kept)| (ConfigResource::Topic(t.clone()), kept)),
+        );
+    for (resource, kept) in restore {
+        let changes = kept
+            .iter()
+            .map(|(k, v)| (k.clone(), ConfigOp::Set(v.clone())))
+            .collect();
+        match admin.alter_configs(&resource, &changes).await {
+            // A topic deleted meanwhile has nothing to put back.
+            Ok(()) | Err(KafkaError::UnknownTopic { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
-    let brokers: Vec<BrokerId> = brokers.into_iter().collect();
-    let topics: Vec<String> = topics.into_iter().collect();
-    admin.clear_throttle(&brokers, &topics).await?;
     op.throttled_brokers.clear();
     op.throttled_topics.clear();
+    op.kept_broker_throttles.clear();
+    op.kept_topic_throttles.clear();
     Ok(())
 }
