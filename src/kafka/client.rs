@@ -15,7 +15,7 @@
 //! protocol connections; librdkafka (rdkafka 0.39 has no address-rewrite hook) connects to the
 //! bootstrap addresses and then to the advertised ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -401,7 +401,8 @@ impl KafkaClient {
         metadata.map_err(|e| self.rd_error("Metadata", e))
     }
 
-    /// Bytes on disk of each partition replica a broker holds.
+    /// Bytes on disk of each partition replica a broker holds. Fails when any of its log
+    /// directories cannot be described (offline): then the broker has not said what it holds.
     async fn log_dir_sizes(&self, broker: &Broker) -> Result<BTreeMap<TopicPartition, u64>> {
         let mut conn = self.connect_to(broker).await?;
         // No topic list (null) means all topics; the default is an empty list, meaning none.
@@ -417,13 +418,14 @@ impl KafkaClient {
         let mut sizes = BTreeMap::new();
         for dir in response.results {
             if dir.error_code != 0 {
-                tracing::warn!(
-                    broker = broker.id,
-                    dir = %dir.log_dir,
-                    error = %error_name(dir.error_code),
-                    "log directory unavailable"
-                );
-                continue;
+                return Err(KafkaError::from_code(
+                    format!(
+                        "DescribeLogDirs on broker {}: log directory {}",
+                        broker.id, dir.log_dir
+                    ),
+                    dir.error_code,
+                    None,
+                ));
             }
             for topic in dir.topics {
                 for p in topic.partitions {
@@ -698,9 +700,12 @@ impl KafkaAdmin for KafkaClient {
             );
             let mut topics = topics?;
             let reassignments = reassignments?;
+            let mut log_dirs_described = BTreeSet::new();
+            let mut stray_logs: BTreeMap<BrokerId, BTreeSet<TopicPartition>> = BTreeMap::new();
             for (broker, sizes) in info.live.iter().zip(sizes) {
-                // A broker that cannot describe its log dirs only costs the sizes it holds:
-                // sizes weigh plans, they do not make them correct.
+                // A broker that cannot describe its log dirs costs the plans only the sizes it
+                // holds, but it has not said what it holds: the snapshot says so, and no check
+                // that removes a broker takes its silence for an answer.
                 let sizes = match sizes {
                     Ok(s) => s,
                     Err(e) => {
@@ -708,13 +713,19 @@ impl KafkaAdmin for KafkaClient {
                         continue;
                     }
                 };
+                log_dirs_described.insert(broker.id);
                 for (tp, bytes) in sizes {
-                    if let Some(p) = topics.get_mut(&tp.topic).and_then(|t| {
+                    match topics.get_mut(&tp.topic).and_then(|t| {
                         t.partitions
                             .iter_mut()
                             .find(|p| p.partition == tp.partition)
                     }) {
-                        p.size_bytes.insert(broker.id, bytes);
+                        Some(p) => {
+                            p.size_bytes.insert(broker.id, bytes);
+                        }
+                        None => {
+                            stray_logs.entry(broker.id).or_default().insert(tp);
+                        }
                     }
                 }
             }
@@ -725,6 +736,8 @@ impl KafkaAdmin for KafkaClient {
                 fenced_brokers: info.fenced,
                 topics,
                 reassignments,
+                log_dirs_described,
+                stray_logs,
             })
         })
         .await

@@ -152,6 +152,13 @@ pub struct ClusterSnapshot {
     pub fenced_brokers: Vec<BrokerId>,
     pub topics: BTreeMap<String, TopicState>,
     pub reassignments: BTreeMap<TopicPartition, OngoingReassignment>,
+    /// Live brokers that described every one of their log directories for this snapshot:
+    /// only their `size_bytes` entries (and [`stray_logs`](Self::stray_logs)) are their own
+    /// word on what they hold. A broker missing here said nothing.
+    pub log_dirs_described: BTreeSet<BrokerId>,
+    /// Logs brokers hold of partitions the metadata does not list (a topic deleted or created
+    /// a moment ago, as the broker answering the metadata saw it).
+    pub stray_logs: BTreeMap<BrokerId, BTreeSet<TopicPartition>>,
 }
 
 impl ClusterSnapshot {

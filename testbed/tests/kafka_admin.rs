@@ -47,6 +47,11 @@ async fn kafka_admin_scenarios() {
     )
     .await;
     s.run(
+        "a broker that cannot describe its log dirs is not taken to hold nothing",
+        Box::pin(silent_log_dirs(&kafka, &admin)),
+    )
+    .await;
+    s.run(
         "topics are created and grown",
         Box::pin(create_and_grow(&admin)),
     )
@@ -237,6 +242,49 @@ async fn throttle_applied(admin: &KafkaClient, throttle: &Throttle) -> anyhow::R
             )
             .await?;
         }
+    }
+    Ok(())
+}
+
+async fn silent_log_dirs(kafka: &LocalKafka, admin: &KafkaClient) -> anyhow::Result<()> {
+    let all: BTreeSet<BrokerId> = (0..BROKERS).collect();
+    let snap = admin.snapshot().await?;
+    ensure!(
+        snap.log_dirs_described == all,
+        "every live broker describes its log dirs: {:?}",
+        snap.log_dirs_described
+    );
+    // A client whose connections to broker 1 go nowhere: metadata (from the others) still
+    // lists broker 1 and its replicas, but broker 1 answers no DescribeLogDirs.
+    let dead = free_port()?;
+    let cut_off = KafkaClient::new(
+        KafkaClientConfig::new(kafka.bootstrap_list())
+            .with_timeout(Duration::from_secs(5))
+            .with_address_override(move |id, host, port| {
+                if id == 1 {
+                    ("127.0.0.1".into(), dead)
+                } else {
+                    (host.to_string(), port)
+                }
+            }),
+    )?;
+    let snap = cut_off.snapshot().await?;
+    ensure!(snap.broker_ids() == all, "broker 1 is live: {snap:?}");
+    ensure!(
+        snap.log_dirs_described == all.iter().copied().filter(|b| *b != 1).collect(),
+        "broker 1 said nothing, and the snapshot says so: {:?}",
+        snap.log_dirs_described
+    );
+    let snap_topic = snap
+        .partitions()
+        .find(|(_, p)| p.replicas.contains(&1))
+        .map(|(tp, _)| tp);
+    if let Some(tp) = snap_topic {
+        let p = snap.partition(&tp).context("partition")?;
+        ensure!(
+            !p.size_bytes.contains_key(&1),
+            "no size for broker 1's replica of {tp}: {p:?}"
+        );
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::api::{Operation, Step};
-use crate::kafka::{KafkaAdmin, KafkaError};
+use crate::kafka::{BrokerId, ClusterSnapshot, KafkaAdmin, KafkaError};
 
 use super::mover::{cancel_moves, move_partitions};
 use super::{ScaleInput, ScaleOutcome, finish, list, notice, settle, start, wait_for_kafka};
@@ -85,28 +85,8 @@ pub(super) async fn drain(
                 out.operation = Some(op);
                 return Ok(out);
             }
-            let under = snapshot.under_replicated();
-            if !under.is_empty() {
-                op.waiting_for = Some(format!(
-                    "{} partition(s) not fully in sync (e.g. {}); brokers are kept until every replica is in sync",
-                    under.len(),
-                    under[0]
-                ));
-                out.operation = Some(op);
-                return Ok(out);
-            }
-            // The leaving brokers' own word: their log directories hold no partition any more.
-            let logs_left: Vec<String> = snapshot
-                .partitions()
-                .filter(|(_, p)| p.size_bytes.keys().any(|b| leaving.contains(b)))
-                .map(|(tp, _)| tp.to_string())
-                .collect();
-            if !logs_left.is_empty() {
-                op.waiting_for = Some(format!(
-                    "leaving broker(s) to delete {} moved partition log(s) (e.g. {})",
-                    logs_left.len(),
-                    logs_left[0]
-                ));
+            if let Some(why) = unconfirmed(&snapshot, &leaving, input.kraft) {
+                op.waiting_for = Some(why);
                 out.operation = Some(op);
                 return Ok(out);
             }
@@ -248,4 +228,152 @@ pub(super) async fn drain(
         }
     }
     Ok(out)
+}
+
+/// Why the drained brokers may not go yet, or None once Kafka confirms they may: every
+/// partition fully in sync, and each leaving broker's own word that its log directories hold
+/// no partition. A live broker that did not describe its log directories has said nothing, and
+/// silence is not an answer; nor can a broker that is registered but stopped (fenced) answer.
+/// A broker Kafka does not know at all (never started, or unregistered) holds nothing the
+/// cluster can lose once no partition lists it. (In ZooKeeper mode Kafka cannot tell a stopped
+/// broker from an unknown one; a stopped leaving broker that no partition lists is taken as
+/// holding nothing of the cluster's.)
+pub(super) fn unconfirmed(
+    snapshot: &ClusterSnapshot,
+    leaving: &BTreeSet<BrokerId>,
+    kraft: bool,
+) -> Option<String> {
+    let under = snapshot.under_replicated();
+    if let Some(first) = under.first() {
+        return Some(format!(
+            "{} partition(s) not fully in sync (e.g. {first}); brokers are kept until every replica is in sync",
+            under.len()
+        ));
+    }
+    let live = snapshot.broker_ids();
+    let stopped: Vec<BrokerId> = leaving
+        .iter()
+        .copied()
+        .filter(|b| kraft && snapshot.fenced_brokers.contains(b))
+        .collect();
+    if !stopped.is_empty() {
+        return Some(format!(
+            "leaving broker(s) {} are registered but not running, so they cannot confirm that they hold no partition; they are removed once they run again and do",
+            list(stopped)
+        ));
+    }
+    let silent: Vec<BrokerId> = leaving
+        .iter()
+        .copied()
+        .filter(|b| live.contains(b) && !snapshot.log_dirs_described.contains(b))
+        .collect();
+    if !silent.is_empty() {
+        return Some(format!(
+            "leaving broker(s) {} did not describe their log directories (DescribeLogDirs); they are kept until they confirm that they hold no partition",
+            list(silent)
+        ));
+    }
+    let mut logs_left: Vec<String> = snapshot
+        .partitions()
+        .filter(|(_, p)| p.size_bytes.keys().any(|b| leaving.contains(b)))
+        .map(|(tp, _)| tp.to_string())
+        .collect();
+    logs_left.extend(
+        snapshot
+            .stray_logs
+            .iter()
+            .filter(|(b, _)| leaving.contains(b))
+            .flat_map(|(_, logs)| logs.iter().map(|tp| tp.to_string())),
+    );
+    logs_left.first().map(|first| {
+        format!(
+            "leaving broker(s) to delete {} moved partition log(s) (e.g. {first})",
+            logs_left.len()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use crate::kafka::{Broker, PartitionState, TopicPartition, TopicState};
+
+    /// Brokers 0..3 live, a topic with one partition on 0 and 1; broker 2 is leaving.
+    fn drained() -> ClusterSnapshot {
+        let broker = |id| Broker {
+            id,
+            host: "localhost".into(),
+            port: 9092,
+            rack: None,
+        };
+        ClusterSnapshot {
+            brokers: (0..3).map(broker).collect(),
+            topics: BTreeMap::from([(
+                "t".to_string(),
+                TopicState {
+                    name: "t".into(),
+                    internal: false,
+                    partitions: vec![PartitionState {
+                        partition: 0,
+                        replicas: vec![0, 1],
+                        isr: vec![0, 1],
+                        leader: Some(0),
+                        size_bytes: BTreeMap::from([(0, 10), (1, 10)]),
+                    }],
+                },
+            )]),
+            log_dirs_described: BTreeSet::from([0, 1, 2]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_drained_broker_that_said_so_may_go() {
+        assert_eq!(unconfirmed(&drained(), &BTreeSet::from([2]), true), None);
+    }
+
+    #[test]
+    fn a_leaving_broker_that_does_not_describe_its_log_dirs_holds_the_shrink() {
+        let mut snapshot = drained();
+        snapshot.log_dirs_described.remove(&2);
+        let why = unconfirmed(&snapshot, &BTreeSet::from([2]), true).expect("must wait");
+        assert!(
+            why.contains("did not describe their log directories"),
+            "{why}"
+        );
+        // Brokers that stay need not answer for the leaving ones.
+        let mut snapshot = drained();
+        snapshot.log_dirs_described.remove(&1);
+        assert_eq!(unconfirmed(&snapshot, &BTreeSet::from([2]), true), None);
+    }
+
+    #[test]
+    fn a_stopped_leaving_broker_cannot_answer() {
+        let mut snapshot = drained();
+        snapshot.brokers.retain(|b| b.id != 2);
+        snapshot.log_dirs_described.remove(&2);
+        snapshot.fenced_brokers = vec![2];
+        let why = unconfirmed(&snapshot, &BTreeSet::from([2]), true).expect("must wait");
+        assert!(why.contains("not running"), "{why}");
+        // Unknown to Kafka: holds nothing of the cluster's.
+        snapshot.fenced_brokers.clear();
+        assert_eq!(unconfirmed(&snapshot, &BTreeSet::from([2]), true), None);
+    }
+
+    #[test]
+    fn logs_left_on_a_leaving_broker_hold_the_shrink() {
+        let mut snapshot = drained();
+        snapshot
+            .stray_logs
+            .insert(2, BTreeSet::from([TopicPartition::new("new", 0)]));
+        let why = unconfirmed(&snapshot, &BTreeSet::from([2]), true).expect("must wait");
+        assert!(why.contains("new-0"), "{why}");
+        let mut snapshot = drained();
+        if let Some(t) = snapshot.topics.get_mut("t") {
+            t.partitions[0].size_bytes.insert(2, 10);
+        }
+        assert!(unconfirmed(&snapshot, &BTreeSet::from([2]), true).is_some());
+    }
 }
