@@ -24,7 +24,7 @@ use kafka_operator::operations::topics::{plan_topics, reconcile_topics};
 use kafka_operator::planner::PartitionAssignment;
 use kafka_operator::planner::json::{parse_reassignment, reassignment_json};
 use kafka_operator_testbed::kafka::{LocalKafka, LocalKafkaOptions};
-use kafka_operator_testbed::process::operator_binary;
+use kafka_operator_testbed::process::{free_port, operator_binary};
 
 use kafka_support::{Scenarios, assert_same_messages, consume_all, produce, wait_for};
 
