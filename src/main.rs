@@ -49,6 +49,16 @@ struct RunArgs {
     /// Seconds every Kafka admin call may take (at least 1).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     kafka_timeout: u64,
+    /// Act only while holding the `kafka-operator` Lease in `--lease-namespace`, so that of
+    /// several replicas exactly one acts (the Deployment runs two).
+    #[arg(long)]
+    leader_election: bool,
+    /// Namespace of the Lease (the operator's own; the Deployment passes it from the pod).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kafka-operator")]
+    lease_namespace: String,
+    /// This replica's name in the Lease (the Deployment passes the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 #[tokio::main]
@@ -99,12 +109,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     });
+    let leader_election = if args.leader_election {
+        let identity = match args.identity {
+            Some(identity) => identity,
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "leader election needs this replica's name: set POD_NAME or --identity ({e})"
+                    )
+                })?,
+        };
+        Some(controller::LeaderElection::new(
+            args.lease_namespace,
+            identity,
+        ))
+    } else {
+        None
+    };
     let settings = Settings {
         namespace: args.namespace,
         kafka_bootstrap: args.kafka_bootstrap.into_iter().collect(),
         kafka_timeout: std::time::Duration::from_secs(args.kafka_timeout),
+        leader_election,
     };
-    controller::run(client, settings, metrics).await;
+    let stopped = controller::run(client, settings, metrics).await;
     server.abort();
+    if stopped == controller::Stopped::LostLeadership {
+        anyhow::bail!("this replica lost the leader Lease; exiting so it restarts as a candidate");
+    }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +25,8 @@ pub struct Metrics {
     pub reconciliations: Counter,
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
+    /// 1 while this replica leads (holds the Lease, or runs without an election).
+    pub leader: Gauge,
     /// Set once the controller's caches are running; `/readyz` answers 503 before.
     pub ready: AtomicBool,
 }
@@ -34,6 +37,12 @@ impl Default for Metrics {
         let reconciliations = Counter::default();
         let failures = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "Whether this replica leads and acts (1) or stands by (0)",
+            leader.clone(),
+        );
         registry.register(
             "reconciliations",
             "Reconciliations of KafkaClusters",
@@ -54,6 +63,7 @@ impl Default for Metrics {
             reconciliations,
             failures,
             duration,
+            leader,
             ready: AtomicBool::new(false),
         }
     }

@@ -120,9 +120,9 @@ pub struct Operation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub throttled_topics: Vec<String>,
     /// Throttle rates another tool or a user had set on brokers the operation throttles too,
-    /// by broker: put back when the operation ends.
+    /// by broker id: put back when the operation ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub kept_broker_throttles: BTreeMap<i32, BTreeMap<String, String>>,
+    pub kept_broker_throttles: BTreeMap<String, BTreeMap<String, String>>,
     /// Throttled replica lists another tool or a user had set on topics the operation
     /// throttles too, by topic: kept listed meanwhile, and put back when the operation ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

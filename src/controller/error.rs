@@ -18,6 +18,11 @@ pub enum Error {
 
     #[error("KafkaCluster has no namespace")]
     MissingNamespace,
+
+    /// The KafkaCluster changed between the read a decision was computed from and its status
+    /// write (another replica's write, a user's edit): read again and decide again.
+    #[error("the KafkaCluster changed meanwhile; reconciling again from its current state")]
+    StaleState,
 }
 
 impl Error {
@@ -28,6 +33,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::Serialize { .. } => "serialize",
             Error::MissingNamespace => "missing_namespace",
+            Error::StaleState => "stale_state",
         }
     }
 }

@@ -4,6 +4,7 @@
 mod apply;
 pub mod error;
 pub mod kafka;
+pub mod leader;
 pub mod reconcile;
 pub mod status;
 
@@ -29,6 +30,7 @@ use crate::resources::names::{FIELD_MANAGER, FINALIZER, LABEL_MANAGED_BY};
 
 pub use error::{Error, Result};
 pub use kafka::KafkaConnector;
+pub use leader::{LeaderElection, Leadership};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -40,10 +42,21 @@ pub struct Context {
     pub kafka: KafkaConnector,
     /// Consecutive failures per cluster, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<KafkaCluster>, u32>>,
+    /// Whether this replica may act (see [`leader`]).
+    pub leadership: Leadership,
 }
 
 impl Context {
     pub fn new(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Context {
+        Self::leading(client, settings, metrics, Leadership::always())
+    }
+
+    fn leading(
+        client: Client,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+        leadership: Leadership,
+    ) -> Context {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -55,6 +68,7 @@ impl Context {
             metrics,
             kafka: KafkaConnector::new(settings.kafka_bootstrap.clone(), settings.kafka_timeout),
             failures: Mutex::new(HashMap::new()),
+            leadership,
         }
     }
 }
@@ -69,6 +83,8 @@ pub struct Settings {
     pub kafka_bootstrap: BTreeMap<String, Vec<String>>,
     /// Bound of every Kafka admin call.
     pub kafka_timeout: Duration,
+    /// Act only while holding this Lease (None: a single replica that always acts).
+    pub leader_election: Option<LeaderElection>,
 }
 
 impl Default for Settings {
@@ -77,14 +93,41 @@ impl Default for Settings {
             namespace: None,
             kafka_bootstrap: BTreeMap::new(),
             kafka_timeout: Duration::from_secs(30),
+            leader_election: None,
         }
     }
 }
 
-/// Runs the controller until SIGTERM / Ctrl-C.
-pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
+/// How [`run`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or Ctrl-C.
+    Signal,
+    /// Another replica took the Lease, or it could not be renewed in time: this replica must
+    /// not act any more (the process exits and, restarted, is a candidate again).
+    LostLeadership,
+}
+
+/// Runs the controller until SIGTERM / Ctrl-C, or until it loses its Lease. With leader
+/// election, waits for the Lease first.
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Stopped {
     let scope = settings.clone();
-    let ctx = Arc::new(Context::new(client.clone(), &settings, metrics.clone()));
+    let (leadership, renewing) = match &settings.leader_election {
+        Some(election) => {
+            // Healthy but standing by: the probes pass, the metric says it does not lead.
+            metrics.ready.store(true, Ordering::Relaxed);
+            let (leadership, task) = leader::acquire(client.clone(), election.clone()).await;
+            (leadership, Some(task))
+        }
+        None => (Leadership::always(), None),
+    };
+    metrics.leader.set(1);
+    let ctx = Arc::new(Context::leading(
+        client.clone(),
+        &settings,
+        metrics.clone(),
+        leadership,
+    ));
     let clusters: Api<KafkaCluster> = match &scope.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -102,11 +145,30 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     }
     metrics.ready.store(true, Ordering::Relaxed);
     info!(namespace = ?scope.namespace, "kafka-operator controller started");
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = {
+        let lost = lost.clone();
+        async move {
+            let lease_lost = async {
+                match renewing {
+                    Some(task) => {
+                        let _ = task.await;
+                        lost.store(true, Ordering::SeqCst);
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = lease_lost => {}
+            }
+        }
+    };
     Controller::new(clusters, watcher::Config::default())
         .owns(api::<StatefulSet>(&client, &scope), owned.clone())
         .owns(api::<Service>(&client, &scope), owned.clone())
         .owns(api::<ConfigMap>(&client, &scope), owned)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -115,10 +177,57 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
             }
         })
         .await;
-    info!("kafka-operator controller stopped");
+    metrics.leader.set(0);
+    if lost.load(Ordering::SeqCst) {
+        warn!("kafka-operator controller stopped: it no longer holds the Lease");
+        Stopped::LostLeadership
+    } else {
+        info!("kafka-operator controller stopped");
+        Stopped::Signal
+    }
+}
+
+/// Whether the reconcile failed only because the object changed under it.
+fn stale(error: &Error) -> bool {
+    match error {
+        Error::StaleState => true,
+        Error::Finalizer(e) => matches!(
+            e.as_ref(),
+            FinalizerError::ApplyFailed(Error::StaleState)
+                | FinalizerError::CleanupFailed(Error::StaleState)
+        ),
+        _ => false,
+    }
+}
+
+/// SIGTERM (what the kubelet sends) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action> {
+    // A replica whose Lease is not confirmed any more does nothing (it stops shortly).
+    if !ctx.leadership.is_leading() {
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     ctx.metrics.reconciliations.inc();
     let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
@@ -150,8 +259,14 @@ async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action> {
     result
 }
 
-/// Retries a failed reconcile with exponential backoff per cluster: 5 s, 10 s, ... 5 min.
+/// Retries a failed reconcile with exponential backoff per cluster: 5 s, 10 s, ... 5 min. A
+/// reconcile that lost a race for the object is no failure of the cluster: it runs again at
+/// once, from the object as it is now.
 fn error_policy(kc: Arc<KafkaCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    if stale(error) {
+        tracing::debug!(cluster = %ObjectRef::from(kc.as_ref()), "{error}");
+        return Action::requeue(Duration::from_millis(500));
+    }
     ctx.metrics.record_failure(error.metric_label());
     let attempts = match ctx.failures.lock() {
         Ok(mut failures) => {

@@ -39,9 +39,22 @@ const PROGRESS: Duration = Duration::from_secs(10);
 const OPERATION_POLL: Duration = Duration::from_secs(2);
 
 /// Brings the cluster's objects in line with its spec and reports what it saw.
-pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Action> {
-    let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
-    let name = kc.name_any();
+///
+/// `cached` is the object as the controller's watch cache has it, which may trail the API
+/// server: a status read from it could take an operation back a step (a stale `Moving` after
+/// the StatefulSet shrank would grow it again). So the object is read afresh, and every status
+/// write is conditional on the resourceVersion it was computed from ([`Version`]): a write
+/// after someone else's (another replica's, or the user's) fails, and the reconcile starts
+/// over from what is there now.
+pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<Action> {
+    let namespace = cached.namespace().ok_or(Error::MissingNamespace)?;
+    let name = cached.name_any();
+    let clusters: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(kc) = clusters.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    let kc = Arc::new(kc);
+    let mut version = Version(kc.resource_version());
     let previous = kc.status.clone().unwrap_or_default();
     let mut status = previous.clone();
 
@@ -64,7 +77,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
                 )
                 .await;
             }
-            finish_status(&kc, ctx, status, &observed).await?;
+            finish_status(&kc, ctx, status, &observed, &mut version).await?;
             return Ok(Action::await_change());
         }
     };
@@ -111,7 +124,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
             ClusterId::Keep => {}
             ClusterId::Set { id, adopted } => {
                 status.cluster_id = Some(id.clone());
-                patch_status(ctx, &namespace, &name, &status).await?;
+                patch_status(ctx, &namespace, &name, &status, &mut version).await?;
                 if adopted {
                     let message = format!(
                         "cluster id {id} from spec.clusterId: volumes formatted with it are used, new ones get it"
@@ -205,10 +218,17 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
     // retried, and a volume left behind would hand stale data to a later broker of that ordinal.
     delete_volumes(ctx, &cluster, &outcome.delete_volumes_of).await?;
     // The operation is recorded before the StatefulSet acts on it, so a restart resumes it.
-    if outcome.operation != previous.operation {
+    // A change of the broker count is confirmed against the state it was computed from even
+    // when the operation did not change: the write fails if that state is not current.
+    let resizing = existing
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .is_some_and(|r| r != broker_replicas);
+    if outcome.operation != previous.operation || resizing {
         status.operation = outcome.operation.clone();
         status.brokers = status.brokers.max(broker_replicas);
-        patch_status(ctx, &namespace, &name, &status).await?;
+        patch_status(ctx, &namespace, &name, &status, &mut version).await?;
     }
     status.operation = outcome.operation.clone();
 
@@ -420,7 +440,7 @@ pub async fn apply_cluster(kc: Arc<KafkaCluster>, ctx: &Context) -> Result<Actio
         .topics
         .iter()
         .any(|t| !matches!(t.state, TopicPhase::Ready | TopicPhase::Error));
-    let phase = finish_status(&kc, ctx, status, &observed).await?;
+    let phase = finish_status(&kc, ctx, status, &observed, &mut version).await?;
     Ok(Action::requeue(
         if outcome.operation.is_some() || !rolled_out {
             OPERATION_POLL
@@ -652,6 +672,7 @@ async fn finish_status(
     ctx: &Context,
     mut status: KafkaClusterStatus,
     observed: &Observed,
+    version: &mut Version,
 ) -> Result<Phase> {
     let assessment = status::assess(observed, status.phase);
     status.phase = Some(assessment.phase);
@@ -664,32 +685,48 @@ async fn finish_status(
     status.observed_generation = kc.metadata.generation;
     let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
     if Some(&status) != kc.status.as_ref() {
-        patch_status(ctx, &namespace, &kc.name_any(), &status).await?;
+        patch_status(ctx, &namespace, &kc.name_any(), &status, version).await?;
     }
     Ok(assessment.phase)
 }
 
+/// The resourceVersion of the KafkaCluster a reconcile's decisions were computed from, and
+/// after each of its own status writes, the version that write made.
+struct Version(Option<String>);
+
 /// Writes the status with server-side apply, so fields the operator no longer sets (a finished
-/// operation, an empty list) are removed rather than left behind as a merge patch would.
+/// operation, an empty list) are removed rather than left behind as a merge patch would. The
+/// write is conditional on `version`: if anyone else wrote the object since, it fails with
+/// [`Error::StaleState`] and nothing of this reconcile's decision is acted on.
 async fn patch_status(
     ctx: &Context,
     namespace: &str,
     name: &str,
     status: &KafkaClusterStatus,
+    version: &mut Version,
 ) -> Result<()> {
     let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = serde_json::json!({
         "apiVersion": KafkaCluster::api_version(&()),
         "kind": KafkaCluster::kind(&()),
+        "metadata": { "resourceVersion": version.0 },
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(written) => {
+            version.0 = written.resource_version();
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::StaleState),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What to do with `status.clusterId` this round.

@@ -47,7 +47,7 @@ pub(super) async fn record(
             ConfigResource::Broker(b) => {
                 let kept = set_here(&entries, &[LEADER_RATE, FOLLOWER_RATE]);
                 if !kept.is_empty() {
-                    op.kept_broker_throttles.insert(b, kept);
+                    op.kept_broker_throttles.insert(b.to_string(), kept);
                 }
             }
             ConfigResource::Topic(t) => {
@@ -90,7 +90,7 @@ pub(super) async fn clear_throttles(
     let restore = op
         .kept_broker_throttles
         .iter()
-        .map(|(b, kept)| (ConfigResource::Broker(*b), kept))
+        .filter_map(|(b, kept)| Some((ConfigResource::Broker(b.parse().ok()?), kept)))
         .chain(
             op.kept_topic_throttles
                 .iter()

@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 
 use kafka_operator::api::KafkaCluster;
-use kafka_operator::controller::Settings;
+use kafka_operator::controller::{LeaderElection, Settings};
 use kafka_operator::kafka::{KafkaAdmin, KafkaClient};
 use kafka_operator_testbed::kafka::{LocalKafka, LocalKafkaOptions};
 use kafka_operator_testbed::kubelet::LocalKubelet;
@@ -61,12 +61,34 @@ pub async fn start_cluster(client: &Client, namespace: &str, name: &str, spec: &
 
 /// The operator for KafkaCluster `name`, reaching its brokers at `bootstrap`.
 pub async fn operator_for(namespace: &str, name: &str, bootstrap: &[String]) -> Operator {
+    Operator::start_with(settings_for(namespace, name, bootstrap)).await
+}
+
+/// One replica of the operator for KafkaCluster `name`, acting only while it holds the
+/// Lease its replicas share (in the operator's namespace, one Lease per test namespace), as the
+/// Deployment's replicas do.
+pub async fn replica_for(
+    namespace: &str,
+    name: &str,
+    bootstrap: &[String],
+    identity: &str,
+) -> Operator {
+    let mut election = LeaderElection::new("kafka-operator", identity);
+    election.lease_name = format!("kafka-operator-{namespace}");
     Operator::start_with(Settings {
+        leader_election: Some(election),
+        ..settings_for(namespace, name, bootstrap)
+    })
+    .await
+}
+
+fn settings_for(namespace: &str, name: &str, bootstrap: &[String]) -> Settings {
+    Settings {
         namespace: Some(namespace.into()),
         kafka_bootstrap: BTreeMap::from([(format!("{namespace}/{name}"), bootstrap.to_vec())]),
         kafka_timeout: Duration::from_secs(20),
-    })
-    .await
+        leader_election: None,
+    }
 }
 
 /// Merges `spec` into the KafkaCluster's spec (lists are replaced whole).

@@ -74,7 +74,7 @@ pub async fn namespace(name: &str) -> Client {
 /// exactly its RBAC), watching one namespace.
 pub struct Operator {
     pub metrics: Arc<Metrics>,
-    task: JoinHandle<()>,
+    task: JoinHandle<controller::Stopped>,
 }
 
 impl Operator {
