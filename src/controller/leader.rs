@@ -81,13 +81,27 @@ enum Round {
     Following,
 }
 
+/// The background renewal of a held Lease. Dropping it stops renewing (a replica that stops,
+/// in whatever way, lets its Lease run out).
+pub struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Renewal {
+    /// Resolves when the Lease is lost (taken over, or not renewed in time).
+    pub async fn lost(&mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Waits until this replica holds the Lease, then keeps renewing it in the background. The
-/// returned [`Leadership`] turns false when a renewal is not confirmed in time; the task then
-/// ends (the caller stops acting and exits, as a replica that lost its Lease must).
-pub async fn acquire(
-    client: Client,
-    election: LeaderElection,
-) -> (Leadership, tokio::task::JoinHandle<()>) {
+/// returned [`Leadership`] turns false when a renewal is not confirmed in time; the renewal
+/// then ends (the caller stops acting and exits, as a replica that lost its Lease must).
+pub async fn acquire(client: Client, election: LeaderElection) -> (Leadership, Renewal) {
     let leases: Api<Lease> = Api::namespaced(client, &election.namespace);
     let leading = Arc::new(AtomicBool::new(false));
     let mut announced_waiting = false;
@@ -130,7 +144,7 @@ pub async fn acquire(
         }
         flag.store(false, Ordering::SeqCst);
     });
-    (Leadership { leading }, task)
+    (Leadership { leading }, Renewal(task))
 }
 
 /// One attempt to take or renew the Lease.
@@ -192,6 +206,31 @@ async fn round(leases: &Api<Lease>, election: &LeaderElection) -> kube::Result<R
     {
         Ok(_) => Ok(Round::Leading),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(Round::Following),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the Lease up (on a clean shutdown), so another replica takes over at once instead of
+/// after the Lease's duration. A Lease held by someone else is left alone.
+pub async fn release(client: Client, election: &LeaderElection) -> kube::Result<()> {
+    let leases: Api<Lease> = Api::namespaced(client, &election.namespace);
+    let Some(mut lease) = leases.get_opt(&election.lease_name).await? else {
+        return Ok(());
+    };
+    let Some(spec) = lease.spec.as_mut() else {
+        return Ok(());
+    };
+    if spec.holder_identity.as_deref() != Some(election.identity.as_str()) {
+        return Ok(());
+    }
+    spec.holder_identity = None;
+    match leases
+        .replace(&election.lease_name, &PostParams::default(), &lease)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Taken over meanwhile: nothing to give up.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
 }

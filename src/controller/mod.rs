@@ -151,8 +151,8 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> S
         async move {
             let lease_lost = async {
                 match renewing {
-                    Some(task) => {
-                        let _ = task.await;
+                    Some(mut renewal) => {
+                        renewal.lost().await;
                         lost.store(true, Ordering::SeqCst);
                     }
                     None => std::future::pending::<()>().await,
@@ -180,11 +180,15 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> S
     metrics.leader.set(0);
     if lost.load(Ordering::SeqCst) {
         warn!("kafka-operator controller stopped: it no longer holds the Lease");
-        Stopped::LostLeadership
-    } else {
-        info!("kafka-operator controller stopped");
-        Stopped::Signal
+        return Stopped::LostLeadership;
     }
+    if let Some(election) = &settings.leader_election
+        && let Err(e) = leader::release(client.clone(), election).await
+    {
+        warn!("giving up the Lease: {e}");
+    }
+    info!("kafka-operator controller stopped");
+    Stopped::Signal
 }
 
 /// Whether the reconcile failed only because the object changed under it.

@@ -20,13 +20,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use kafka_operator::api::Step;
+use kafka_operator::metrics::Metrics;
 use kafka_operator::api::{KafkaCluster, OperationKind, Phase, TopicPhase};
 use kafka_operator::kafka::throttle::{LEADER_RATE, LEADER_REPLICAS};
+use kafka_operator::controller::{Context, Settings, reconcile};
 use kafka_operator::kafka::{
     ClusterSnapshot, ConfigOp, ConfigResource, KafkaAdmin, KafkaClient, NewTopic,
 };
@@ -228,6 +231,59 @@ impl Watchdog {
             "invariants broken:\n{}",
             violations.join("\n")
         );
+        Ok(())
+    }
+}
+
+/// Every reassignment Kafka lists while it runs, by partition, with the moment it was first
+/// seen: a partition whose move ends and then starts again to the same target was submitted
+/// twice.
+struct MoveLog {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl MoveLog {
+    fn start(admin: Arc<KafkaClient>) -> MoveLog {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut finished: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            let mut running: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            let mut twice = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(now) = admin.list_reassignments().await {
+                    let now: BTreeMap<String, Vec<i32>> = now
+                        .into_iter()
+                        .map(|(tp, r)| {
+                            let mut t = r.target();
+                            t.sort_unstable();
+                            (tp.to_string(), t)
+                        })
+                        .collect();
+                    for (tp, target) in &now {
+                        if !running.contains_key(tp) && finished.get(tp) == Some(target) {
+                            twice.push(format!("{tp} was moved to {target:?} twice"));
+                        }
+                    }
+                    for (tp, target) in std::mem::take(&mut running) {
+                        if !now.contains_key(&tp) {
+                            finished.insert(tp, target);
+                        }
+                    }
+                    running = now;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            twice
+        });
+        MoveLog { stop, task }
+    }
+
+    async fn none_twice(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let twice = self.task.await?;
+        ensure!(twice.is_empty(), "{}", twice.join("\n"));
         Ok(())
     }
 }
@@ -660,6 +716,79 @@ async fn scaling_moves_data_and_never_loses_it() {
                     moved == on_leaving,
                     "moved {moved} replicas, broker 3 held {on_leaving}"
                 );
+                bed.all_messages_readable().await
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
+            "two replicas through a drain: the leader killed, a stale read; nothing twice, nothing lost",
+            Box::pin(async {
+                bed.stop_operator();
+                let mut replicas = BTreeMap::new();
+                for id in ["replica-a", "replica-b"] {
+                    replicas.insert(id, e2e::replica_for(NS, NAME, &bed.bootstrap, id).await);
+                }
+                let watchdog = Watchdog::start(
+                    bed.client.clone(),
+                    Arc::new(bed.kubelet.kafka().lock().await.admin()?),
+                );
+                let moves = MoveLog::start(Arc::new(bed.kubelet.kafka().lock().await.admin()?));
+                bed.drain_from_4_to_3_started().await?;
+                // A copy of the cluster as it was mid-drain: what a stale cache would hand over.
+                let stale = bed.kc().await?;
+                let leases: Api<Lease> = Api::namespaced(bed.client.clone(), "kafka-operator");
+                let lease = format!("kafka-operator-{NS}");
+                let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity);
+                let leader = holder(leases.get(&lease).await?).context("no Lease holder")?;
+                ensure!(replicas.contains_key(leader.as_str()), "leader {leader} unknown");
+                // Killed: no clean shutdown, its Lease runs out and the other takes over.
+                replicas.retain(|id, _| *id != leader);
+                eprintln!("killed the leader {leader} mid-drain");
+                let successor = wait_for("the other replica to take the Lease", LONG, || async {
+                    Ok(holder(leases.get(&lease).await?).filter(|h| *h != leader))
+                })
+                .await?;
+                eprintln!("{successor} leads");
+                bed.settled(3).await?;
+                // The stale copy, reconciled as the controller would if its cache still had it:
+                // the state is read afresh, so the finished drain is not taken back a step.
+                let client = support::kube::testbed()
+                    .service_account_client("kafka-operator", "kafka-operator")
+                    .await?;
+                let ctx = Context::new(
+                    client,
+                    &Settings {
+                        namespace: Some(NS.into()),
+                        kafka_bootstrap: BTreeMap::from([(
+                            format!("{NS}/{NAME}"),
+                            bed.bootstrap.clone(),
+                        )]),
+                        ..Default::default()
+                    },
+                    Arc::new(Metrics::default()),
+                );
+                ensure!(
+                    stale.status.as_ref().and_then(|s| s.operation.as_ref()).is_some(),
+                    "the stale copy shows the drain"
+                );
+                reconcile::apply_cluster(Arc::new(stale), &ctx).await?;
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(6) {
+                    ensure!(
+                        bed.sts_replicas().await? == 3,
+                        "the StatefulSet grew back after a stale read"
+                    );
+                    let st = bed.kc().await?.status.unwrap_or_default();
+                    ensure!(st.operation.is_none(), "the drain came back: {:?}", st.operation);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                watchdog.finish().await?;
+                moves.none_twice().await?;
+                check_drained(&bed, 3).await?;
+                drop(replicas);
+                bed.start_operator().await;
                 bed.all_messages_readable().await
             }),
         )
