@@ -64,6 +64,8 @@ pub enum Phase {
     Restarting,
     /// Some brokers are not ready.
     Degraded,
+    /// The pause annotation stops every action; see the `Paused` condition.
+    Paused,
 }
 
 impl Phase {
@@ -77,6 +79,7 @@ impl Phase {
             Phase::Blocked => "Blocked",
             Phase::Restarting => "Restarting",
             Phase::Degraded => "Degraded",
+            Phase::Paused => "Paused",
         }
     }
 }

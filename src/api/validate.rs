@@ -43,6 +43,9 @@ pub struct Cluster {
     pub name: String,
     pub namespace: String,
     pub uid: Option<String>,
+    /// The value of the restart annotation, carried into the pod templates: a new value rolls
+    /// the pods.
+    pub restart: Option<String>,
     pub image: String,
     pub image_flavor: ImageFlavor,
     pub broker_count: i32,
@@ -267,6 +270,10 @@ pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
         name: kc.name_any(),
         namespace,
         uid: kc.metadata.uid.clone(),
+        restart: kc
+            .annotations()
+            .get(crate::resources::names::RESTART_ANNOTATION)
+            .cloned(),
         image,
         image_flavor,
         broker_count: spec.broker_count,

@@ -56,6 +56,22 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
     let kc = Arc::new(kc);
     let mut version = Version(kc.resource_version());
     let previous = kc.status.clone().unwrap_or_default();
+    if paused(&kc) {
+        return hold_paused(&kc, ctx, &mut version).await;
+    }
+    if previous.phase == Some(Phase::Paused) {
+        ctx.event(
+            &kc,
+            EventType::Normal,
+            "ReconciliationResumed",
+            "Pause",
+            format!(
+                "the annotation {} is gone: reconciling again",
+                names::PAUSE_ANNOTATION
+            ),
+        )
+        .await;
+    }
     let mut status = previous.clone();
 
     let cluster = match api::validate(&kc) {
@@ -538,6 +554,7 @@ fn pod_views(pods: &[Pod], statefulsets: &[StatefulSet]) -> Vec<PodView> {
                 ordinal: pods::ordinal(pod)?,
                 current: update_revision.is_none() || revision == update_revision.as_ref(),
                 ready: pods::is_ready(pod),
+                running: pods::kafka_running(pod),
                 terminating: pod.metadata.deletion_timestamp.is_some(),
             })
         })
@@ -664,6 +681,63 @@ async fn announce_changes(
         )
         .await;
     }
+}
+
+/// Whether the pause annotation stops every action on the cluster.
+fn paused(kc: &KafkaCluster) -> bool {
+    kc.annotations()
+        .get(names::PAUSE_ANNOTATION)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// A paused cluster: nothing is changed, neither the objects nor Kafka. The status says so
+/// (phase `Paused`, condition `Paused`) and keeps the rest of what it said; an operation in
+/// progress waits where it is (moves already submitted to Kafka run to their end).
+async fn hold_paused(kc: &KafkaCluster, ctx: &Context, version: &mut Version) -> Result<Action> {
+    let namespace = kc.namespace().ok_or(Error::MissingNamespace)?;
+    let mut status = kc.status.clone().unwrap_or_default();
+    let was_paused = status.phase == Some(Phase::Paused);
+    let message = format!(
+        "reconciliation is paused by the annotation {}: nothing is changed until it is removed{}",
+        names::PAUSE_ANNOTATION,
+        match &status.operation {
+            Some(op) => format!(
+                "; the operation in progress ({}) waits, and moves already submitted to Kafka run to their end",
+                status::operation_summary(op)
+            ),
+            None => String::new(),
+        }
+    );
+    let paused = status::condition(status::PAUSED, true, "PausedByAnnotation", message.clone());
+    let mut conditions: Vec<_> = status
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != status::PAUSED)
+        .cloned()
+        .collect();
+    conditions.extend(status::merge_conditions(
+        &status.conditions,
+        &[paused],
+        kc.metadata.generation,
+        Timestamp::now(),
+    ));
+    status.conditions = conditions;
+    status.phase = Some(Phase::Paused);
+    if Some(&status) != kc.status.as_ref() {
+        patch_status(ctx, &namespace, &kc.name_any(), &status, version).await?;
+    }
+    if !was_paused {
+        info!(%namespace, name = %kc.name_any(), "{message}");
+        ctx.event(
+            kc,
+            EventType::Normal,
+            "ReconciliationPaused",
+            "Pause",
+            message,
+        )
+        .await;
+    }
+    Ok(Action::await_change())
 }
 
 /// Writes phase, conditions and generation to the status; returns the phase.

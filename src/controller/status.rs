@@ -9,6 +9,7 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const DEGRADED: &str = "Degraded";
 pub const SCALE_DOWN_BLOCKED: &str = "ScaleDownBlocked";
+pub const PAUSED: &str = "Paused";
 
 /// What the operator saw of the cluster's workloads after applying them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -84,7 +85,12 @@ pub struct NewCondition {
     pub message: String,
 }
 
-fn condition(type_: &'static str, status: bool, reason: &str, message: String) -> NewCondition {
+pub(crate) fn condition(
+    type_: &'static str,
+    status: bool,
+    reason: &str,
+    message: String,
+) -> NewCondition {
     NewCondition {
         type_,
         status,

@@ -22,6 +22,9 @@ pub struct PodView {
     /// Runs the StatefulSet's current template.
     pub current: bool,
     pub ready: bool,
+    /// Its Kafka container is running (a pod that is Pending, whose container waits, say in
+    /// CrashLoopBackOff, or has exited, runs no Kafka and serves nothing).
+    pub running: bool,
     pub terminating: bool,
 }
 
@@ -69,10 +72,17 @@ pub async fn next_restart(
         )));
     }
     if let Some(p) = outdated.iter().find(|p| !p.ready) {
+        // Readiness is only a probe: a broker whose process runs may fail it for a moment and
+        // still lead partitions, or be needed in an ISR, or be recovering its log. Only a pod
+        // that runs no Kafka at all is restarted without asking Kafka.
+        if p.role == Role::Broker && p.running {
+            return not_ready_broker(admin, p, ephemeral).await;
+        }
         if !(ephemeral && p.role == Role::Broker) {
             return Ok(RollDecision::Restart {
                 pod: p.name.clone(),
-                why: "it is not ready, so restarting it takes nothing offline".into(),
+                why: "its Kafka container is not running, so restarting it takes nothing offline"
+                    .into(),
             });
         }
         // Not ready, but its volume may hold the only copy of some data.
@@ -127,7 +137,10 @@ pub async fn next_restart(
                 None => {
                     return Ok(RollDecision::Restart {
                         pod: pod.name.clone(),
-                        why: "every partition it holds keeps min.insync.replicas in-sync replicas without it".into(),
+                        why: format!(
+                            "every partition it holds keeps min.insync.replicas in-sync replicas without it{}",
+                            paused_note(&snapshot, &min_isr, pod.ordinal)
+                        ),
                     });
                 }
                 Some(why) => reasons.push(why),
@@ -197,6 +210,46 @@ pub async fn next_restart(
     })
 }
 
+/// An outdated broker whose process runs but that is not ready. Kafka decides: a broker it does
+/// not count as live is starting (recovering its log, or catching up with the metadata) and is
+/// never restarted, which would only start that work over; a live one is serving despite its
+/// probe and is restarted only as safely as any ready broker.
+async fn not_ready_broker(
+    admin: Option<&dyn KafkaAdmin>,
+    p: &PodView,
+    ephemeral: bool,
+) -> Result<RollDecision, KafkaError> {
+    let Some(admin) = admin else {
+        return Ok(RollDecision::Wait(format!(
+            "waiting for Kafka to be reachable, to check whether {} (running, not ready) serves partitions",
+            p.name
+        )));
+    };
+    let snapshot = admin.snapshot().await?;
+    if !snapshot.broker_ids().contains(&p.ordinal) {
+        return Ok(RollDecision::Wait(format!(
+            "waiting: broker {} is starting (recovering its log or catching up with the cluster); it is not restarted before it has started",
+            p.ordinal
+        )));
+    }
+    let min_isr = min_insync_replicas(admin, &snapshot).await?;
+    let why = why_not_restart(&snapshot, &min_isr, p.ordinal).or_else(|| {
+        ephemeral
+            .then(|| why_not_wipe(&snapshot, p.ordinal))
+            .flatten()
+    });
+    Ok(match why {
+        None => RollDecision::Restart {
+            pod: p.name.clone(),
+            why: format!(
+                "it is not ready, and every partition it holds keeps min.insync.replicas in-sync replicas without it{}",
+                paused_note(&snapshot, &min_isr, p.ordinal)
+            ),
+        },
+        Some(why) => RollDecision::Wait(format!("waiting: {why}")),
+    })
+}
+
 /// The end of a roll, once every pod runs its current template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RollEnd {
@@ -236,7 +289,11 @@ pub async fn finish(admin: &dyn KafkaAdmin) -> Result<RollEnd, KafkaError> {
 /// left with fewer in-sync replicas than its `min.insync.replicas`, or another replica of such a
 /// partition is still catching up (after the previous restart, say), so the restart would cut
 /// the partition's redundancy further. Partitions with a single replica cannot stay available
-/// through any restart and do not hold the roll back.
+/// through any restart and do not hold the roll back. Nor can a partition whose
+/// `min.insync.replicas` is as high as its replica count take writes with `acks=all` while any
+/// of its brokers restarts: it does not hold the roll back either (it would for ever), but it
+/// keeps one other in-sync replica through each restart, so it stays readable and loses
+/// nothing ([`writes_paused_by_restarts`] names such topics).
 pub fn why_not_restart(
     snapshot: &ClusterSnapshot,
     min_isr: &BTreeMap<String, i32>,
@@ -247,7 +304,12 @@ pub fn why_not_restart(
             continue;
         }
         let remaining = p.isr.iter().filter(|r| **r != broker).count() as i32;
-        let needed = min_isr.get(&tp.topic).copied().unwrap_or(1);
+        let configured = min_isr.get(&tp.topic).copied().unwrap_or(1);
+        let needed = if configured >= p.replicas.len() as i32 {
+            1
+        } else {
+            configured
+        };
         if remaining < needed {
             return Some(format!(
                 "restarting broker {broker} would leave {tp} with {remaining} in-sync replica(s), below its min.insync.replicas {needed}"
@@ -264,6 +326,49 @@ pub fn why_not_restart(
         }
     }
     None
+}
+
+/// Topics whose `min.insync.replicas` is at least their replication factor (above 1): no
+/// restart of any of their brokers keeps them writable with `acks=all`, so a roll pauses those
+/// writes once per broker. Sorted.
+pub fn writes_paused_by_restarts(
+    snapshot: &ClusterSnapshot,
+    min_isr: &BTreeMap<String, i32>,
+) -> Vec<String> {
+    snapshot
+        .topics
+        .values()
+        .filter(|t| {
+            let rf = t.replication_factor();
+            rf >= 2 && min_isr.get(&t.name).copied().unwrap_or(1) >= rf
+        })
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+/// `; writes with acks=all to ... pause while it restarts (...)` for the topics of
+/// [`writes_paused_by_restarts`] that `broker` holds, or nothing.
+fn paused_note(
+    snapshot: &ClusterSnapshot,
+    min_isr: &BTreeMap<String, i32>,
+    broker: BrokerId,
+) -> String {
+    let held: Vec<String> = writes_paused_by_restarts(snapshot, min_isr)
+        .into_iter()
+        .filter(|t| {
+            snapshot
+                .topics
+                .get(t)
+                .is_some_and(|t| t.partitions.iter().any(|p| p.replicas.contains(&broker)))
+        })
+        .collect();
+    if held.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; writes with acks=all to {} pause while it restarts (min.insync.replicas is as high as the replication factor; raise the replication factor to keep them writable through restarts)",
+        held.join(", ")
+    )
 }
 
 /// Why restarting `broker` on ephemeral storage would delete data, or None: a partition it

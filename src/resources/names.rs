@@ -9,6 +9,13 @@ pub const FIELD_MANAGER: &str = "kafka-operator";
 /// Finalizer that lets the operator clean up (PVCs, throttles) before the cluster goes away.
 pub const FINALIZER: &str = "krallistic.github.com/cleanup";
 
+/// `"true"` on a KafkaCluster stops every action on it (the status says so); removing the
+/// annotation, or any other value, resumes.
+pub const PAUSE_ANNOTATION: &str = "krallistic.github.com/pause-reconciliation";
+/// Any new value on a KafkaCluster (a timestamp, say) restarts its pods, one at a time and with
+/// the safety rules of every rolling restart.
+pub const RESTART_ANNOTATION: &str = "krallistic.github.com/restart";
+
 /// Client listener: what applications connect to.
 pub const CLIENT_PORT: u16 = 9092;
 /// Replication listener: broker-to-broker traffic.
@@ -19,6 +26,9 @@ pub const CONTROLLER_PORT: u16 = 9093;
 pub const JMX_PORT: u16 = 9999;
 /// Prometheus metrics of the JMX exporter sidecar.
 pub const METRICS_PORT: u16 = 5556;
+
+/// The container that runs Kafka in every broker and controller pod.
+pub const KAFKA_CONTAINER: &str = "kafka";
 
 /// Where the data volume is mounted.
 pub const DATA_DIR: &str = "/var/lib/kafka";

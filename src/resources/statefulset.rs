@@ -173,7 +173,7 @@ fn build(
     volume_mounts.sort_by(|a, b| a.name.cmp(&b.name));
 
     let kafka = Container {
-        name: "kafka".into(),
+        name: names::KAFKA_CONTAINER.into(),
         image: Some(cluster.image.clone()),
         command: Some(vec![
             "sh".into(),
@@ -325,10 +325,16 @@ fn build(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.to_string(),
-                        inputs.config_hash.to_string(),
-                    )])),
+                    annotations: Some({
+                        let mut annotations = BTreeMap::from([(
+                            CONFIG_HASH_ANNOTATION.to_string(),
+                            inputs.config_hash.to_string(),
+                        )]);
+                        if let Some(restart) = &cluster.restart {
+                            annotations.insert(names::RESTART_ANNOTATION.into(), restart.clone());
+                        }
+                        annotations
+                    }),
                     ..Default::default()
                 }),
                 spec: Some(pod),

@@ -489,6 +489,136 @@ fn template_hash(sts: &StatefulSet) -> String {
 }
 
 #[tokio::test]
+async fn the_pause_annotation_stops_every_action_and_the_restart_annotation_rolls() {
+    let ns = "pausing";
+    let client = namespace(ns).await;
+    let operator = Operator::start(ns).await;
+    apply(
+        ns,
+        "apiVersion: krallistic.github.com/v1\nkind: KafkaCluster\nmetadata: {name: calm}\nspec:\n  brokerCount: 2\n  controllers: {replicas: 1}\n",
+    )
+    .await;
+    reconciled(&client, ns, "calm").await;
+    let annotate = |value: &str| {
+        let arg = format!("krallistic.github.com/pause-reconciliation={value}");
+        async move {
+            let (ok, _, err) = kubectl(
+                &[
+                    "annotate",
+                    "--overwrite",
+                    "-n",
+                    ns,
+                    "kafkacluster/calm",
+                    &arg,
+                ],
+                None,
+            )
+            .await;
+            assert!(ok, "{err}");
+        }
+    };
+    annotate("true").await;
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    eventually("the Paused phase", TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            let kc = api.get("calm").await.ok()?;
+            (kc.status?.phase == Some(Phase::Paused)).then_some(())
+        }
+    })
+    .await;
+    let (ok, _, err) = kubectl(
+        &["scale", "-n", ns, "kafkacluster/calm", "--replicas=3"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    // Nothing moves while paused, and the status says why.
+    for _ in 0..10 {
+        assert_eq!(replicas(&statefulset(&client, ns, "calm").await), 2);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let kc = api.get("calm").await.unwrap();
+    let (status, reason, message) = condition(&kc, "Paused");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "PausedByAnnotation")
+    );
+    assert!(message.contains("pause-reconciliation"), "{message}");
+    // Removed, the operator catches up with the spec.
+    let (ok, _, err) = kubectl(
+        &[
+            "annotate",
+            "-n",
+            ns,
+            "kafkacluster/calm",
+            "krallistic.github.com/pause-reconciliation-",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    eventually("3 brokers once resumed", TIMEOUT, || {
+        let client = client.clone();
+        async move {
+            let sts: Api<StatefulSet> = Api::namespaced(client, ns);
+            let r = sts.get("calm").await.ok()?.spec?.replicas?;
+            (r == 3).then_some(())
+        }
+    })
+    .await;
+    let kc = reconciled(&client, ns, "calm").await;
+    assert_ne!(kc.status.as_ref().unwrap().phase, Some(Phase::Paused));
+    assert!(
+        kc.status
+            .unwrap()
+            .conditions
+            .iter()
+            .all(|c| c.type_ != "Paused"),
+        "the Paused condition goes with the annotation"
+    );
+    assert!(events(ns).await.contains("ReconciliationResumed"));
+
+    // A new value of the restart annotation changes both pod templates (the operator then
+    // restarts the pods one at a time, as for any new template).
+    let (ok, _, err) = kubectl(
+        &[
+            "annotate",
+            "-n",
+            ns,
+            "kafkacluster/calm",
+            "krallistic.github.com/restart=2026-12-04T10:00:00Z",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    for sts in ["calm", "calm-controller"] {
+        let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+        eventually(
+            &format!("the restart annotation on {sts}'s pods"),
+            TIMEOUT,
+            || {
+                let sts_api = sts_api.clone();
+                async move {
+                    let s = sts_api.get(sts).await.ok()?;
+                    let value = s
+                        .spec?
+                        .template
+                        .metadata?
+                        .annotations?
+                        .get("krallistic.github.com/restart")
+                        .cloned()?;
+                    (value == "2026-12-04T10:00:00Z").then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    assert_eq!(operator.failures(), "", "reconcile failures");
+}
+
+#[tokio::test]
 async fn delete_removes_everything_and_volumes_per_policy() {
     let ns = "deletion";
     let client = namespace(ns).await;
