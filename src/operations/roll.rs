@@ -432,8 +432,187 @@ mod tests {
             ordinal,
             current,
             ready,
+            running: ready,
             terminating: false,
         }
+    }
+
+    /// Kafka as one snapshot and one min.insync.replicas for every topic: what the roll reads.
+    struct Fixed {
+        snapshot: ClusterSnapshot,
+        min_isr: i32,
+    }
+
+    #[async_trait::async_trait]
+    impl KafkaAdmin for Fixed {
+        async fn snapshot(&self) -> crate::kafka::Result<ClusterSnapshot> {
+            Ok(self.snapshot.clone())
+        }
+        async fn describe_configs(
+            &self,
+            resources: &[ConfigResource],
+        ) -> crate::kafka::Result<
+            BTreeMap<ConfigResource, BTreeMap<String, crate::kafka::ConfigValue>>,
+        > {
+            Ok(resources
+                .iter()
+                .map(|r| {
+                    let value = crate::kafka::ConfigValue {
+                        value: Some(self.min_isr.to_string()),
+                        is_default: false,
+                        overridden: true,
+                    };
+                    (
+                        r.clone(),
+                        BTreeMap::from([("min.insync.replicas".to_string(), value)]),
+                    )
+                })
+                .collect())
+        }
+        async fn create_topics(&self, _: &[crate::kafka::NewTopic]) -> crate::kafka::Result<()> {
+            Err(unused())
+        }
+        async fn delete_topics(&self, _: &[String]) -> crate::kafka::Result<()> {
+            Err(unused())
+        }
+        async fn create_partitions(&self, _: &str, _: i32) -> crate::kafka::Result<()> {
+            Err(unused())
+        }
+        async fn alter_configs(
+            &self,
+            _: &ConfigResource,
+            _: &BTreeMap<String, crate::kafka::ConfigOp>,
+        ) -> crate::kafka::Result<()> {
+            Err(unused())
+        }
+        async fn alter_reassignments(
+            &self,
+            _: &BTreeMap<crate::kafka::TopicPartition, Vec<BrokerId>>,
+        ) -> crate::kafka::Result<()> {
+            Err(unused())
+        }
+        async fn list_reassignments(
+            &self,
+        ) -> crate::kafka::Result<
+            BTreeMap<crate::kafka::TopicPartition, crate::kafka::OngoingReassignment>,
+        > {
+            Ok(BTreeMap::new())
+        }
+        async fn cancel_reassignments(
+            &self,
+            _: &[crate::kafka::TopicPartition],
+        ) -> crate::kafka::Result<()> {
+            Err(unused())
+        }
+        async fn set_throttle(&self, _: &crate::kafka::Throttle) -> crate::kafka::Result<()> {
+            Err(unused())
+        }
+        async fn clear_throttle(&self, _: &[BrokerId], _: &[String]) -> crate::kafka::Result<()> {
+            Err(unused())
+        }
+        async fn elect_preferred_leaders(
+            &self,
+            _: Option<&[crate::kafka::TopicPartition]>,
+        ) -> crate::kafka::Result<crate::kafka::ElectionOutcome> {
+            Err(unused())
+        }
+        async fn unregister_broker(&self, _: BrokerId) -> crate::kafka::Result<()> {
+            Err(unused())
+        }
+        async fn quorum(&self) -> crate::kafka::Result<crate::kafka::QuorumState> {
+            Err(unused())
+        }
+    }
+
+    fn unused() -> KafkaError {
+        KafkaError::Unsupported("not part of what a roll reads".into())
+    }
+
+    fn live(mut s: ClusterSnapshot, brokers: &[BrokerId]) -> ClusterSnapshot {
+        s.brokers = brokers
+            .iter()
+            .map(|id| crate::kafka::Broker {
+                id: *id,
+                host: "localhost".into(),
+                port: 9092,
+                rack: None,
+            })
+            .collect();
+        s
+    }
+
+    #[tokio::test]
+    async fn a_not_ready_broker_whose_kafka_runs_is_restarted_only_when_safe() {
+        // Broker 1 fails its probe but Kafka counts it live, and it is the only in-sync
+        // replica of t-0: restarting it would take t-0 offline.
+        let mut flapping = pod(Role::Broker, 1, false, false);
+        flapping.running = true;
+        let pods = [pod(Role::Broker, 0, false, true), flapping];
+        let kafka = Fixed {
+            snapshot: live(snapshot(&[(&[0, 1], &[1])]), &[0, 1]),
+            min_isr: 1,
+        };
+        match next_restart(Some(&kafka), &pods, &[], false).await.unwrap() {
+            RollDecision::Wait(why) => assert!(why.contains("t-0"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // With t-0 in sync on both, it may go.
+        let kafka = Fixed {
+            snapshot: live(snapshot(&[(&[0, 1], &[0, 1])]), &[0, 1]),
+            min_isr: 1,
+        };
+        match next_restart(Some(&kafka), &pods, &[], false).await.unwrap() {
+            RollDecision::Restart { pod, .. } => assert_eq!(pod, "broker-1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_is_starting_is_never_restarted() {
+        // Broker 1's process runs, but Kafka does not count it live yet: it is recovering its
+        // log or catching up. A restart would only start that over.
+        let mut starting = pod(Role::Broker, 1, false, false);
+        starting.running = true;
+        let pods = [pod(Role::Broker, 0, false, true), starting];
+        let kafka = Fixed {
+            snapshot: live(snapshot(&[(&[0, 1], &[0])]), &[0]),
+            min_isr: 1,
+        };
+        match next_restart(Some(&kafka), &pods, &[], false).await.unwrap() {
+            RollDecision::Wait(why) => {
+                assert!(
+                    why.contains("broker 1 is starting") && why.contains("log"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // A pod whose Kafka container does not run at all serves nothing: it goes first.
+        let pods = [
+            pod(Role::Broker, 0, false, true),
+            pod(Role::Broker, 1, false, false),
+        ];
+        match next_restart(Some(&kafka), &pods, &[], false).await.unwrap() {
+            RollDecision::Restart { pod, why } => {
+                assert_eq!(pod, "broker-1");
+                assert!(why.contains("not running"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn min_isr_as_high_as_the_replicas_does_not_hold_the_roll_forever() {
+        // RF 2 with min.insync.replicas 2: no restart keeps acks=all writes going, so the
+        // partition does not hold the roll back, as long as the other replica is in sync.
+        let min_isr = BTreeMap::from([("t".to_string(), 2)]);
+        let s = snapshot(&[(&[0, 1], &[0, 1])]);
+        assert!(why_not_restart(&s, &min_isr, 0).is_none());
+        assert_eq!(writes_paused_by_restarts(&s, &min_isr), vec!["t"]);
+        assert!(paused_note(&s, &min_isr, 0).contains("acks=all to t pause"));
+        // Its only in-sync replica still never goes.
+        let s = snapshot(&[(&[0, 1], &[0])]);
+        assert!(why_not_restart(&s, &min_isr, 0).is_some());
     }
 
     fn snapshot(partitions: &[(&[i32], &[i32])]) -> ClusterSnapshot {

@@ -420,7 +420,11 @@ impl UserThrottles {
         let topic = ConfigResource::Topic("events".into());
         let value = |r: ConfigResource, k: &'static str| async move {
             let c = admin.describe_configs(std::slice::from_ref(&r)).await?;
-            anyhow::Ok(c.get(&r).and_then(|c| c.get(k)).and_then(|v| v.value.clone()))
+            anyhow::Ok(
+                c.get(&r)
+                    .and_then(|c| c.get(k))
+                    .and_then(|v| v.value.clone()),
+            )
         };
         let result = async {
             let rate = value(broker.clone(), LEADER_RATE).await?;
