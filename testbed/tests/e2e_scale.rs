@@ -363,7 +363,7 @@ async fn two_replicas_through_a_drain(bed: &Bed) -> anyhow::Result<()> {
     }
     watchdog.finish().await?;
     moves.none_twice().await?;
-    check_drained(&bed, 3).await?;
+    check_drained(bed, 3).await?;
     drop(replicas);
     bed.all_messages_readable().await
 }
