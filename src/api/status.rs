@@ -130,6 +130,20 @@ pub struct Operation {
     /// throttles too, by topic: kept listed meanwhile, and put back when the operation ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kept_topic_throttles: BTreeMap<String, BTreeMap<String, String>>,
+    /// Leaving brokers a drain cordons (`cordoned.log.dirs=*`, Kafka 4.3+), recorded before the
+    /// cordon is set, so a cancelled drain lifts it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cordoned_brokers: Vec<i32>,
+    /// Whether the cordon is set on every leaving broker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cordoned: bool,
+    /// Whether Kafka cannot cordon brokers (older versions, ZooKeeper mode).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cordon_unsupported: bool,
+    /// `cordoned.log.dirs` values a user had set on leaving brokers, by broker id: put back
+    /// if the drain is cancelled.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kept_cordons: BTreeMap<String, String>,
     /// When the operation started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,

@@ -1105,7 +1105,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                 // runs the new template picks the roll up from the pods.
                 wait_for("the first broker to restart", LONG, || async {
                     let list = pods
-                        .list(&ListParams::default().labels("app.kubernetes.io/component=broker"))
+                        .list(&ListParams::default().labels("app.kubernetes.io/component=broker,app.kubernetes.io/managed-by=kafka-operator"))
                         .await?;
                     Ok(list
                         .iter()
@@ -1122,7 +1122,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                     || async {
                         let list = pods
                             .list(
-                                &ListParams::default().labels("app.kubernetes.io/component=broker"),
+                                &ListParams::default().labels("app.kubernetes.io/component=broker,app.kubernetes.io/managed-by=kafka-operator"),
                             )
                             .await?;
                         let current = list

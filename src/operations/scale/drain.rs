@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use crate::api::{Operation, Step};
 use crate::kafka::{BrokerId, ClusterSnapshot, KafkaAdmin, KafkaError};
 
+use super::cordon;
 use super::mover::{cancel_moves, move_partitions};
 use super::{ScaleInput, ScaleOutcome, finish, list, notice, settle, start, wait_for_kafka};
 
@@ -33,6 +34,7 @@ pub(super) async fn drain(
             return Ok(out);
         };
         cancel_moves(admin, &op).await?;
+        cordon::uncordon(admin, &op).await?;
         let cancelled = notice(
             false,
             "DrainCancelled",
@@ -52,6 +54,15 @@ pub(super) async fn drain(
             let Some(admin) = admin else {
                 return Ok(wait_for_kafka(op, out));
             };
+            // No new partition on the leaving brokers before anything moves off them.
+            if !op.cordoned && !op.cordon_unsupported {
+                let live: Vec<BrokerId> =
+                    admin.snapshot().await?.broker_ids().into_iter().collect();
+                if cordon::cordon_leaving(admin, &mut op, &live, &mut out.notices).await? {
+                    out.operation = Some(op);
+                    return Ok(out);
+                }
+            }
             let targets: Vec<i32> = (0..target).collect();
             move_partitions(admin, &mut op, &targets, false, input, &mut out.notices).await?;
             out.operation = Some(op);

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use crate::api::{Operation, Step};
 use crate::kafka::{KafkaAdmin, KafkaError};
 
+use super::cordon;
 use super::mover::{cancel_moves, move_partitions};
 use super::{ScaleInput, ScaleOutcome, finish, list, notice, settle, start, wait_for_kafka};
 
@@ -67,6 +68,22 @@ pub(super) async fn grow(
                 ));
                 out.operation = Some(op);
                 return Ok(out);
+            }
+            // A broker id used before may come back cordoned (see `cordon`): lifted before
+            // anything moves onto it.
+            let cleared = match admin {
+                Some(admin) => cordon::clear_inherited(admin, &op.arriving_brokers).await?,
+                None => Vec::new(),
+            };
+            if !cleared.is_empty() {
+                out.notices.push(notice(
+                    false,
+                    "CordonLifted",
+                    format!(
+                        "broker(s) {} joined with the cordon of an earlier broker of the same id; lifted",
+                        list(cleared)
+                    ),
+                ));
             }
             if !input.rebalance.on_scale_up {
                 finish(

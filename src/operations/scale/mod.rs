@@ -15,6 +15,7 @@
 //! again (the plan is recomputed from Kafka's current assignment, and the planner moves only what
 //! still has to move), moves in flight are waited for, throttles recorded are cleared.
 
+mod cordon;
 mod drain;
 mod grow;
 mod mover;
@@ -27,6 +28,7 @@ use crate::api::{Operation, OperationKind, RebalanceSpec, Step, TopicSpec};
 use crate::kafka::{ClusterSnapshot, KafkaAdmin, KafkaError};
 
 use super::roll::min_insync_replicas;
+pub use cordon::CORDONED_LOG_DIRS;
 use drain::drain;
 use grow::grow;
 use replication::{change_replication, start_replication_change};
