@@ -1239,7 +1239,9 @@ impl RollWatch {
             let mut violations = Vec::new();
             let mut samples = 0;
             let pods: Api<Pod> = Api::namespaced(client, NS);
-            let selector = format!("app.kubernetes.io/instance={NAME}");
+            let selector = format!(
+                "app.kubernetes.io/instance={NAME},app.kubernetes.io/managed-by=kafka-operator"
+            );
             while !flag.load(Ordering::Relaxed) {
                 if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
                     let ready = list.iter().filter(|p| is_ready(p)).count();
