@@ -2,7 +2,7 @@
 # KAFKA_VERSION must match DEFAULT_KAFKA_VERSION in src/api (the default broker image).
 KUBERNETES_VERSION=v1.34.2
 ETCD_VERSION=v3.6.14
-KAFKA_VERSION=4.1.1
+KAFKA_VERSION=4.3.2
 # ZooKeeper-mode tests need the last Kafka line that still had ZooKeeper.
 KAFKA_ZK_VERSION=3.9.2
 ZOOKEEPER_VERSION=3.8.4

@@ -14,8 +14,8 @@ pub use validate::{
 
 /// The Kafka version the operator is tested with; its official image is the default.
 /// `hack/versions.sh` pins the same version for the test brokers.
-pub const KAFKA_VERSION: &str = "4.1.1";
+pub const KAFKA_VERSION: &str = "4.3.2";
 /// Default broker image in KRaft mode.
-pub const DEFAULT_IMAGE: &str = "apache/kafka:4.1.1";
+pub const DEFAULT_IMAGE: &str = "apache/kafka:4.3.2";
 /// Default broker image in ZooKeeper mode: the last Kafka line that supports ZooKeeper.
 pub const DEFAULT_ZOOKEEPER_MODE_IMAGE: &str = "apache/kafka:3.9.2";

@@ -21,7 +21,7 @@ use kafka_operator::planner::{Broker, PartitionAssignment, PlanRequest, plan, ra
 use kafka_operator_testbed::kafka::ensure_jars;
 use kafka_operator_testbed::process::project_root;
 
-const KAFKA_VERSION: &str = "4.1.1";
+use kafka_operator::api::KAFKA_VERSION;
 
 /// splitmix64, so every run benchmarks the same clusters.
 struct Rng(u64);

@@ -164,11 +164,12 @@ pub fn pinned_version(key: &str) -> anyhow::Result<String> {
 pub fn operator_binary(release: bool) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = std::process::Command::new(cargo);
+    // The whole workspace selected, so the dependencies build with the features the tests
+    // already built them with (`-p kafka-operator` alone would build several again).
     build.current_dir(project_root()).args([
         "build",
         "--locked",
-        "-p",
-        "kafka-operator",
+        "--workspace",
         "--bin",
         "kafka-operator",
     ]);

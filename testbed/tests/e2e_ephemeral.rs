@@ -14,6 +14,8 @@ mod kafka_support;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
@@ -23,7 +25,7 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use kafka_operator::api::{KafkaCluster, Phase, TopicPhase};
-use kafka_operator::kafka::{KafkaAdmin, KafkaClient};
+use kafka_operator::kafka::{KafkaAdmin, KafkaClient, KafkaClientConfig, NewTopic};
 
 use kafka_support::{Scenarios, produce, wait_for};
 use support::kube::namespace;
@@ -57,6 +59,20 @@ impl Bed {
         e2e::patch_spec(&self.client, NS, NAME, spec).await
     }
 
+    /// The reasons of the KafkaCluster's events, one per line.
+    async fn events(&self) -> anyhow::Result<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
     /// The Reconciling condition's message, if the operator is reconciling.
     async fn reconciling(&self) -> anyhow::Result<Option<String>> {
         let kc = self.clusters().get(NAME).await?;
@@ -81,7 +97,9 @@ impl Bed {
         }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), NS);
         let list = pods
-            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={NAME}")))
+            .list(&ListParams::default().labels(&format!(
+                "app.kubernetes.io/instance={NAME},app.kubernetes.io/managed-by=kafka-operator"
+            )))
             .await?;
         let mut uids = BTreeMap::new();
         let mut outdated = BTreeSet::new();
@@ -98,6 +116,10 @@ impl Bed {
     }
 
     async fn settled(&self) -> anyhow::Result<()> {
+        self.settled_at(3).await
+    }
+
+    async fn settled_at(&self, brokers: i32) -> anyhow::Result<()> {
         wait_for("the cluster to settle", LONG, || async {
             let kc = self.clusters().get(NAME).await?;
             let st = kc.status.clone().unwrap_or_default();
@@ -105,7 +127,8 @@ impl Bed {
             ensure!(
                 st.operation.is_none()
                     && st.phase == Some(Phase::Running)
-                    && st.ready_brokers == 3
+                    && st.brokers == brokers
+                    && st.ready_brokers == brokers
                     && st.observed_generation == kc.metadata.generation
                     && outdated.is_empty(),
                 "phase {:?}, {} ready, operation {:?}, outdated pods {outdated:?}, conditions {:?}",
@@ -146,7 +169,78 @@ async fn emptydir_rolls_never_delete_the_last_copy() {
             Box::pin(scenario(&bed)),
         )
         .await;
+    scenarios
+        .run(
+            "a drain on emptyDir while topics are created loses nothing",
+            Box::pin(drain_while_topics_are_created(&bed)),
+        )
+        .await;
     scenarios.finish();
+}
+
+/// Drains broker 2 (3 -> 2) while new single-replica topics keep being created and written.
+/// On ephemeral storage a broker that stops has lost what it held, so a partition Kafka placed
+/// on it during its shutdown would be gone: the drain cordons the leaving broker first, and no
+/// new topic lands there.
+async fn drain_while_topics_are_created(bed: &Bed) -> anyhow::Result<()> {
+    bed.settled().await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let creating = tokio::spawn({
+        let admin = KafkaClient::new(KafkaClientConfig::new(bed.bootstrap.clone()))?;
+        let bootstrap = bed.bootstrap.join(",");
+        let stop = stop.clone();
+        async move {
+            let mut sent: BTreeMap<String, HashSet<Vec<u8>>> = BTreeMap::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let topic = format!("burst-{n}");
+                n += 1;
+                admin
+                    .create_topics(&[NewTopic {
+                        name: topic.clone(),
+                        partitions: 3,
+                        replication_factor: 1,
+                        config: BTreeMap::new(),
+                    }])
+                    .await?;
+                let written = produce(&bootstrap, &topic, 0..60, 200)
+                    .await
+                    .with_context(|| format!("writing {topic}"))?;
+                sent.insert(topic, written);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            anyhow::Ok(sent)
+        }
+    });
+    bed.patch_spec(serde_json::json!({"brokerCount": 2}))
+        .await?;
+    let drained = bed.settled_at(2).await;
+    // A little longer: topics created right after the broker went.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = creating.await??;
+    drained?;
+    ensure!(
+        sent.len() >= 5,
+        "only {} topics were created during the drain",
+        sent.len()
+    );
+    let snap = bed.admin.snapshot().await?;
+    for (tp, p) in snap.partitions() {
+        ensure!(
+            !p.replicas.contains(&2),
+            "{tp} has a replica on the removed broker 2"
+        );
+    }
+    let events = bed.events().await?;
+    ensure!(
+        events.contains("BrokersCordoned"),
+        "the leaving broker was not cordoned: {events}"
+    );
+    let sent: BTreeMap<&str, HashSet<Vec<u8>>> =
+        sent.iter().map(|(t, m)| (t.as_str(), m.clone())).collect();
+    eprintln!("{} topics created and written during the drain", sent.len());
+    bed.all_readable(&sent).await
 }
 
 async fn scenario(bed: &Bed) -> anyhow::Result<()> {
