@@ -237,6 +237,9 @@ struct Setting {
     value: String,
     /// Set by the test (a user or another tool), not through the model's admin calls.
     by_user: bool,
+    /// The value someone else had set before the operator overwrote it: gone for good once
+    /// the operator deletes the key.
+    replaced_user_value: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -573,6 +576,7 @@ impl State {
                 Setting {
                     value: v.clone(),
                     by_user: false,
+                    replaced_user_value: None,
                 },
             );
         }
@@ -598,20 +602,32 @@ impl State {
         for (key, op) in changes {
             match op {
                 ConfigOp::Set(v) => {
+                    let replaced_user_value = match entries.get(key) {
+                        _ if by_user => None,
+                        Some(old) if old.by_user => Some(old.value.clone()),
+                        Some(old) => old.replaced_user_value.clone(),
+                        None => None,
+                    };
                     entries.insert(
                         key.clone(),
                         Setting {
                             value: v.clone(),
                             by_user,
+                            replaced_user_value,
                         },
                     );
                 }
                 ConfigOp::Delete => {
-                    if let Some(old) = entries.remove(key)
-                        && old.by_user
-                        && !by_user
-                    {
+                    let Some(old) = entries.remove(key) else {
+                        continue;
+                    };
+                    if by_user {
+                        continue;
+                    }
+                    if old.by_user {
                         deleted_foreign.push(format!("{key}={}", old.value));
+                    } else if let Some(theirs) = old.replaced_user_value {
+                        deleted_foreign.push(format!("{key}={theirs} (overwritten first)"));
                     }
                 }
             }
@@ -959,6 +975,7 @@ impl KafkaModel {
                 Setting {
                     value: value.into(),
                     by_user: true,
+                    replaced_user_value: None,
                 },
             );
             return;
@@ -1004,6 +1021,11 @@ impl KafkaModel {
             })
             .collect();
         tps.iter().filter(|tp| s.produce(tp, bytes)).count()
+    }
+
+    /// Produces `bytes` to one partition with `acks=all`; whether the write succeeded.
+    pub fn produce(&self, tp: &TopicPartition, bytes: u64) -> bool {
+        self.lock().produce(tp, bytes)
     }
 
     /// A broker stops (a clean shutdown or a crash look the same here: it leaves the ISR, its
@@ -1189,6 +1211,13 @@ impl KafkaModel {
     /// Controllers that are not running.
     pub fn controllers_down(&self) -> usize {
         self.lock().voters.values().filter(|v| !v.running).count()
+    }
+
+    pub fn controller_running(&self, ordinal: i32) -> bool {
+        self.lock()
+            .voters
+            .get(&(CONTROLLER_BASE + ordinal))
+            .is_some_and(|v| v.running)
     }
 
     pub fn controllers(&self) -> usize {
@@ -1441,8 +1470,24 @@ impl KafkaAdmin for KafkaModel {
         let now = s.tick;
         let linger = s.config.log_linger_ticks;
         let running = s.running_set();
+        let mut failure = None;
         for tp in partitions {
             let Some(part) = s.part_mut(tp) else { continue };
+            // Kafka refuses a revert that leaves no in-sync replica (every one in sync is being
+            // added): that would be an unclean leader election.
+            let unclean = part
+                .moving
+                .as_ref()
+                .is_some_and(|m| !part.isr.iter().any(|b| m.original.contains(b)));
+            if unclean {
+                failure.get_or_insert(refused(
+                    "AlterPartitionReassignments (cancel)",
+                    format!(
+                        "INVALID_REPLICA_ASSIGNMENT: unable to revert partition assignment for {tp} because it would require an unclean leader election"
+                    ),
+                ));
+                continue;
+            }
             let Some(m) = part.moving.take() else {
                 continue;
             };
@@ -1460,6 +1505,9 @@ impl KafkaAdmin for KafkaModel {
             }
         }
         s.audit();
+        if let Some(e) = failure {
+            return Err(e);
+        }
         lost.map_or(Ok(()), Err)
     }
 
@@ -1732,6 +1780,21 @@ mod tests {
     }
 
     #[test]
+    fn a_cancel_that_would_leave_no_in_sync_replica_is_refused() {
+        let m = KafkaModel::new(ModelConfig::default(), 3);
+        m.create_topic_with("t", &[(&[0], 100)]);
+        block(m.alter_reassignments(&BTreeMap::from([(tp("t", 0), vec![1, 2])]))).unwrap();
+        // 1 catches up, 2 is down: the move cannot complete, and only 1 is in sync once 0 stops.
+        m.stop_broker(2);
+        m.tick();
+        m.stop_broker(0);
+        let e = block(m.cancel_reassignments(&[tp("t", 0)])).unwrap_err();
+        assert!(matches!(e, KafkaError::Refused { .. }), "{e:?}");
+        assert_eq!(block(m.list_reassignments()).unwrap().len(), 1);
+        assert!(m.violations().is_empty(), "{:?}", m.violations());
+    }
+
+    #[test]
     fn a_stopped_broker_leaves_the_isr_and_its_leaderships_move() {
         let m = KafkaModel::new(ModelConfig::default(), 3);
         m.create_topic_with("t", &[(&[0, 1], 100), (&[0], 100)]);
@@ -1856,6 +1919,23 @@ mod tests {
         assert!(m.violations().is_empty());
         block(m.clear_throttle(&[], &["u".into()])).unwrap();
         assert_eq!(m.violations().len(), 1, "{:?}", m.violations());
+    }
+
+    #[test]
+    fn overwriting_then_deleting_a_users_value_is_a_violation() {
+        let m = KafkaModel::new(ModelConfig::default(), 3);
+        m.create_topic_with("t", &[(&[0, 1], 100)]);
+        m.set_user_config(ConfigResource::Broker(0), LEADER_RATE, "1000");
+        let throttle = Throttle::for_moves(
+            &BTreeMap::from([(tp("t", 0), vec![0, 1])]),
+            &BTreeMap::from([(tp("t", 0), vec![2, 1])]),
+            500,
+        );
+        block(m.set_throttle(&throttle)).unwrap();
+        assert!(m.violations().is_empty());
+        block(m.clear_throttle(&[0, 1, 2], &["t".into()])).unwrap();
+        assert_eq!(m.violations().len(), 1, "{:?}", m.violations());
+        assert!(m.violations()[0].contains("leader.replication.throttled.rate=1000"));
     }
 
     #[test]
