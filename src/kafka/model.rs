@@ -264,6 +264,8 @@ struct State {
     failures: Vec<CallFailure>,
     stale_skip: u32,
     stale_calls: u32,
+    /// How many rounds back a stale snapshot is from.
+    stale_rounds: usize,
     staleness: Staleness,
     /// Fresh snapshots taken at the start of the last rounds, oldest first.
     round_starts: Vec<ClusterSnapshot>,
@@ -491,11 +493,10 @@ impl State {
             return fresh;
         }
         self.stale_calls -= 1;
+        // The last entry is the start of this round; `stale_rounds` before it, or the oldest.
         let n = self.round_starts.len();
-        let Some(old) = (n >= 2)
-            .then(|| self.round_starts[n - 2].clone())
-            .or_else(|| self.round_starts.first().cloned())
-        else {
+        let back = n.saturating_sub(1 + self.stale_rounds);
+        let Some(old) = self.round_starts.get(back).cloned() else {
             return fresh;
         };
         match self.staleness {
@@ -916,6 +917,7 @@ impl KafkaModel {
                 failures: Vec::new(),
                 stale_skip: 0,
                 stale_calls: 0,
+                stale_rounds: 1,
                 staleness: Staleness::Whole,
                 round_starts: Vec::new(),
                 calls: Vec::new(),
@@ -1003,7 +1005,7 @@ impl KafkaModel {
         s.round = round;
         let fresh = s.fresh_snapshot(false);
         s.round_starts.push(fresh);
-        if s.round_starts.len() > 3 {
+        if s.round_starts.len() > 4 {
             s.round_starts.remove(0);
         }
     }
@@ -1085,9 +1087,16 @@ impl KafkaModel {
         self.lock().failures.push(failure);
     }
 
-    /// After `skip` fresh snapshot calls, the next `calls` are stale.
+    /// After `skip` fresh snapshot calls, the next `calls` are as the cluster was at the start
+    /// of the previous round.
     pub fn stale_snapshots(&self, skip: u32, calls: u32, staleness: Staleness) {
+        self.stale_snapshots_from(1, skip, calls, staleness);
+    }
+
+    /// Stale snapshots from the start of the round `rounds` before this one (at most 3).
+    pub fn stale_snapshots_from(&self, rounds: usize, skip: u32, calls: u32, staleness: Staleness) {
         let mut s = self.lock();
+        s.stale_rounds = rounds.clamp(1, 3);
         s.stale_skip = skip;
         s.stale_calls = calls;
         s.staleness = staleness;

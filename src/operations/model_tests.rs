@@ -54,9 +54,17 @@ enum Crash {
     VolumesDeleted,
     /// Once the status is written, before the StatefulSet is.
     StatusWritten,
+    /// Once the StatefulSet is written, before the roll and the last status write (phase and
+    /// broker count).
+    StatefulSetWritten,
 }
 
-const CRASHES: [Crash; 3] = [Crash::Advanced, Crash::VolumesDeleted, Crash::StatusWritten];
+const CRASHES: [Crash; 4] = [
+    Crash::Advanced,
+    Crash::VolumesDeleted,
+    Crash::StatusWritten,
+    Crash::StatefulSetWritten,
+];
 
 #[derive(Clone, Debug)]
 struct Pod {
@@ -103,6 +111,8 @@ struct Setup {
     ephemeral: bool,
     /// Adds a topic with replication factor 1 (not with emptyDir, where a roll must keep it).
     single_replica_topic: bool,
+    /// `orders` and `__consumer_offsets` get 3 replicas (else 2, as `payments`).
+    three_replicas: bool,
     /// Ticks a removed replica's log stays on its broker.
     log_linger_ticks: u64,
     /// Bytes a follower copies per tick when unthrottled (a restarted broker catching up).
@@ -117,6 +127,7 @@ impl Default for Setup {
             kraft: true,
             ephemeral: false,
             single_replica_topic: true,
+            three_replicas: true,
             log_linger_ticks: 1,
             network_bytes_per_tick: 1 << 20,
             seed: 1,
@@ -234,7 +245,7 @@ impl Sim {
             trace: Vec::new(),
             restarts: Vec::new(),
         };
-        let rf3 = setup.brokers.min(3);
+        let rf3 = setup.brokers.min(if setup.three_replicas { 3 } else { 2 });
         let mut topics = vec![
             topic_spec("orders", 6, rf3, &[("min.insync.replicas", "2")]),
             topic_spec("payments", 4, 2.min(setup.brokers), &[]),
@@ -363,6 +374,10 @@ impl Sim {
             return;
         }
         self.scale_statefulset(outcome.broker_replicas);
+        if crash == Some(Crash::StatefulSetWritten) {
+            self.note("operator killed after writing the StatefulSet".into());
+            return;
+        }
 
         let views = self.pod_views();
         let absent = self.absent_pods();
@@ -1370,6 +1385,70 @@ fn a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica() {
     sim.assert_settles_clean();
 }
 
+/// scale.rs, `move_partitions`, the same root as above without any user action: a finished
+/// move stays in `in_flight` until the round after Kafka stops listing it, then goes. Metadata
+/// that lags two rounds (the code allows for "a round or two") still shows the move's
+/// transient replica set, which is planned as the partition's replicas.
+#[test]
+#[ignore = "bug: metadata lagging two rounds behind a finished move makes its transient replica set the partition's new replica list (issue 9, item 3)"]
+fn a_lagging_metadata_read_after_a_finished_move_adds_no_replica() {
+    // Two replicas everywhere: a transient set of three fits the three brokers that stay
+    // (one of four would fail the plan, and only delay it).
+    let mut sim = Sim::new(&Setup {
+        three_replicas: false,
+        ..Setup::default()
+    });
+    // Every move at once, so whatever the lagging read shows is submitted in that round.
+    sim.rebalance.max_moves_per_broker = 100;
+    sim.desired = 3;
+    let mut moving_before = BTreeSet::new();
+    let mut finished = false;
+    for _ in 0..60 {
+        let moving: BTreeSet<TopicPartition> =
+            sim.kafka.truth().reassignments.into_keys().collect();
+        // A move finished since the last round started, and others still run.
+        if moving_before.difference(&moving).next().is_some() && sim.step_is(scale::step::MOVING) {
+            finished = true;
+            break;
+        }
+        moving_before = moving;
+        sim.step(None);
+    }
+    assert!(finished, "{}", sim.trace_tail(20));
+    // The round that sees the move done, then one whose metadata is two rounds old.
+    sim.step(None);
+    sim.kafka.stale_snapshots_from(2, 0, 3, Staleness::Metadata);
+    sim.step(None);
+    sim.assert_settles_clean();
+}
+
+/// roll.rs, `next_restart`: "every partition it holds keeps min.insync.replicas in-sync
+/// replicas without it" is read from one snapshot. Metadata that lags still shows the broker
+/// restarted before as in sync: the next broker restarts while it catches up, and on emptyDir
+/// the restart deletes the only complete copy.
+#[test]
+#[ignore = "bug: the roll restarts the next broker on a lagging view of the ISR, below min.insync.replicas and, on emptyDir, losing data (issue 9, item 3)"]
+fn a_roll_does_not_restart_on_a_lagging_view_of_the_isr() {
+    let mut sim = Sim::new(&Setup {
+        ephemeral: true,
+        single_replica_topic: false,
+        network_bytes_per_tick: 40_000,
+        ..Setup::default()
+    });
+    sim.change_template();
+    sim.step(None);
+    sim.step(None);
+    assert_eq!(sim.restarts, ["kafka-0"]);
+    assert!(
+        !sim.kafka.truth().under_replicated().is_empty(),
+        "broker 0 is catching up"
+    );
+    // This round's metadata is as it was before broker 0 restarted.
+    sim.kafka.stale_snapshots_from(2, 0, 4, Staleness::Metadata);
+    sim.step(None);
+    sim.assert_no_violations();
+}
+
 /// roll.rs, `why_not_restart`: a partition with no more replicas than its
 /// `min.insync.replicas` drops below it whichever broker restarts, so it holds the roll
 /// forever.
@@ -1445,6 +1524,7 @@ enum Fault {
     ReviveController(i32),
     /// After `skip` fresh snapshot calls, `calls` stale ones.
     Stale {
+        rounds: usize,
         skip: u32,
         calls: u32,
         whole: bool,
@@ -1479,19 +1559,16 @@ enum Fault {
 }
 
 fn fault() -> impl Strategy<Value = Option<Fault>> {
-    let crash = prop_oneof![
-        Just(Crash::Advanced),
-        Just(Crash::VolumesDeleted),
-        Just(Crash::StatusWritten)
-    ];
+    let crash = prop::sample::select(CRASHES.to_vec());
     prop_oneof![
         12 => Just(None),
         2 => (0i32..5).prop_map(|b| Some(Fault::Kill(b))),
         2 => (0i32..5).prop_map(|b| Some(Fault::Revive(b))),
         1 => (0i32..3).prop_map(|c| Some(Fault::KillController(c))),
         1 => (0i32..3).prop_map(|c| Some(Fault::ReviveController(c))),
-        2 => (0u32..4, 1u32..3, any::<bool>())
-            .prop_map(|(skip, calls, whole)| Some(Fault::Stale { skip, calls, whole })),
+        2 => (1usize..3, 0u32..4, 1u32..3, any::<bool>()).prop_map(|(rounds, skip, calls, whole)| {
+            Some(Fault::Stale { rounds, skip, calls, whole })
+        }),
         3 => (0usize..CALL_KINDS.len() + 3, 0u32..4, any::<bool>())
             .prop_map(|(kind, skip, applied)| Some(Fault::Fail { kind, skip, applied })),
         1 => (0i32..5).prop_map(|b| Some(Fault::Silent(b))),
@@ -1529,9 +1606,11 @@ struct Known {
     stale_logs_on_removed_brokers: bool,
     /// No user sets a throttle: see `a_drain_leaves_throttles_set_by_others_alone`.
     user_throttles: bool,
-    /// No stale snapshot in a run that changes brokerCount: see
-    /// `a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica`.
-    stale_reads_with_count_changes: bool,
+    /// Stale snapshots are at most one round old, and none in a run that changes
+    /// brokerCount: see `a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica`,
+    /// `a_lagging_metadata_read_after_a_finished_move_adds_no_replica` and
+    /// `a_roll_does_not_restart_on_a_lagging_view_of_the_isr`.
+    deep_or_cancel_stale_reads: bool,
 }
 
 const STRICT: Known = Known {
@@ -1541,7 +1620,7 @@ const STRICT: Known = Known {
     new_topics_on_empty_dir: false,
     stale_logs_on_removed_brokers: false,
     user_throttles: false,
-    stale_reads_with_count_changes: false,
+    deep_or_cancel_stale_reads: false,
 };
 
 const AVOIDING_KNOWN_BUGS: Known = Known {
@@ -1551,7 +1630,7 @@ const AVOIDING_KNOWN_BUGS: Known = Known {
     new_topics_on_empty_dir: true,
     stale_logs_on_removed_brokers: true,
     user_throttles: true,
-    stale_reads_with_count_changes: true,
+    deep_or_cancel_stale_reads: true,
 };
 
 impl Known {
@@ -1659,18 +1738,29 @@ fn run_with_faults(
             Some(Fault::ReviveController(c)) => sim.revive_controller(c),
             Some(Fault::Stale { .. })
                 if (known.stale_reads_with_new_topics && creates_topics)
-                    || (known.stale_reads_with_count_changes && changes_count) => {}
+                    || (known.deep_or_cancel_stale_reads && changes_count) => {}
             Some(Fault::CreateTopic { .. }) if known.new_topics_on_empty_dir && sim.ephemeral => {}
-            Some(Fault::Stale { skip, calls, whole }) => {
+            Some(Fault::Stale {
+                rounds,
+                skip,
+                calls,
+                whole,
+            }) => {
                 sim.note(format!(
-                    "stale snapshots: {calls} after {skip} (whole: {whole})"
+                    "stale snapshots, {rounds} round(s) old: {calls} after {skip} (whole: {whole})"
                 ));
                 let staleness = if whole {
                     Staleness::Whole
                 } else {
                     Staleness::Metadata
                 };
-                sim.kafka.stale_snapshots(skip, calls, staleness);
+                let rounds = if known.deep_or_cancel_stale_reads {
+                    1
+                } else {
+                    rounds
+                };
+                sim.kafka
+                    .stale_snapshots_from(rounds, skip, calls, staleness);
             }
             Some(Fault::Fail {
                 kind,
@@ -1797,6 +1887,7 @@ fn setup() -> impl Strategy<Value = Setup> {
             // One run in four on emptyDir, which holds no topic of a single replica.
             ephemeral: storage == 0,
             single_replica_topic: storage != 0,
+            three_replicas: true,
             log_linger_ticks: linger,
             // A slow network: a restarted broker takes several ticks to catch up.
             network_bytes_per_tick: if slow { 40_000 } else { 1 << 20 },
