@@ -190,6 +190,13 @@ struct Sim {
     violations: Vec<String>,
     trace: Vec<String>,
     restarts: Vec<String>,
+    /// Ordinals the StatefulSet shrank below (drained brokers), until a reason to run them again.
+    removed: BTreeSet<i32>,
+    /// A drain was reopened (a partition placed on a stopping broker): running its brokers
+    /// again is on purpose, in that round or, after a crash, a later one.
+    reopened: bool,
+    /// The status as each of the last rounds read it, oldest first (for stale reads).
+    status_reads: Vec<Status>,
 }
 
 impl Sim {
@@ -244,6 +251,9 @@ impl Sim {
             violations: Vec::new(),
             trace: Vec::new(),
             restarts: Vec::new(),
+            removed: BTreeSet::new(),
+            reopened: false,
+            status_reads: Vec::new(),
         };
         let rf3 = setup.brokers.min(if setup.three_replicas { 3 } else { 2 });
         let mut topics = vec![
@@ -303,6 +313,10 @@ impl Sim {
     async fn reconcile_async(&mut self, crash: Option<Crash>) {
         self.round += 1;
         self.kafka.begin_round(self.round);
+        self.status_reads.push(self.status.clone());
+        if self.status_reads.len() > 3 {
+            self.status_reads.remove(0);
+        }
         let previous = self.status.clone();
         let kafka = self.kafka.clone();
         let ready_now = self.ready_brokers();
@@ -354,6 +368,7 @@ impl Sim {
         for n in &outcome.notices {
             self.note(format!("event {}: {}", n.reason, n.message));
         }
+        self.reopened |= outcome.notices.iter().any(|n| n.reason == "DrainReopened");
         if crash == Some(Crash::Advanced) {
             self.note("operator killed before writing anything".into());
             return;
@@ -470,6 +485,19 @@ impl Sim {
 
     /// The StatefulSet gets `replicas`; pods above it are deleted at once (Parallel).
     fn scale_statefulset(&mut self, replicas: i32) {
+        for b in self.replicas..replicas {
+            // Running a drained broker again is for a drain reopened on purpose (a partition
+            // was placed on it) or a larger brokerCount, never for a stale read of the status.
+            if self.removed.remove(&b) && !self.reopened && b >= self.desired {
+                self.flag(format!(
+                    "the StatefulSet grew back to run broker {b}, which a drain had removed"
+                ));
+            }
+        }
+        if replicas > self.replicas {
+            self.reopened = false;
+        }
+        self.removed.extend(replicas..self.replicas);
         for b in replicas..self.replicas {
             let listed = self.kafka.listed_on(b);
             if !listed.is_empty() {
@@ -1338,6 +1366,106 @@ fn a_leaving_broker_that_is_down_holds_the_shrink_until_it_answers() {
     sim.assert_no_violations();
 }
 
+/// controller/reconcile.rs and scale.rs: the operation is read from the watch cache and
+/// written without a precondition. After the StatefulSet shrank, a read one round behind says
+/// Verifying with `status.brokers` 4; `running` is the larger of the StatefulSet and the
+/// status, and the round that fails on Kafka keeps `broker_replicas = running` (so does every
+/// step before Shrinking): the StatefulSet grows back and the drained broker starts again.
+#[test]
+#[ignore = "bug: a stale read of the status after the StatefulSet shrank makes it grow back (issue 9, item 3)"]
+fn a_stale_read_of_the_status_never_grows_the_statefulset_back() {
+    let mut sim = Sim::new(&Setup::default());
+    sim.desired = 3;
+    let shrunk = sim.run_until(60, |s| s.replicas == 3);
+    assert!(shrunk, "{}", sim.trace_tail(20));
+    if let Some(stale) = sim.status_reads.last().cloned() {
+        sim.status = stale;
+    }
+    sim.kafka.fail(CallFailure {
+        call: Some("snapshot"),
+        skip: 0,
+        applied: false,
+    });
+    sim.step(None);
+    sim.assert_no_violations();
+}
+
+/// controller/reconcile.rs: the operation's change is written with
+/// `status.brokers = status.brokers.max(broker_replicas)`, and the status's broker count comes
+/// down to the StatefulSet's only in the last write of the round. An operator killed in
+/// between, in the round that shrank the StatefulSet, leaves `status.brokers` at 4; then any
+/// failing Kafka call makes the controller keep `broker_replicas = running`, the larger of the
+/// two: the StatefulSet grows back and the drained broker starts again. No stale read needed.
+#[test]
+#[ignore = "bug: a restart right after the StatefulSet shrank, then one failing Kafka call, make the StatefulSet grow back (issue 9, item 3)"]
+fn a_crash_after_the_shrink_then_a_kafka_error_never_grow_the_statefulset_back() {
+    let mut sim = Sim::new(&Setup::default());
+    sim.desired = 3;
+    let ready = sim.run_until(60, |s| {
+        s.step_is(scale::step::VERIFYING)
+            && s.kafka.truth().reassignments.is_empty()
+            && s.kafka.logs_on(3).is_empty()
+    });
+    assert!(ready, "{}", sim.trace_tail(20));
+    sim.step(Some(Crash::StatefulSetWritten));
+    assert_eq!(sim.replicas, 3, "{}", sim.trace_tail(5));
+    sim.kafka.fail(CallFailure {
+        call: Some("snapshot"),
+        skip: 0,
+        applied: false,
+    });
+    sim.step(None);
+    sim.assert_no_violations();
+}
+
+/// scale.rs, `drain`: Verifying writes step Shrinking and the smaller StatefulSet in one
+/// round; step Shrinking then sets the StatefulSet to the target again without checking
+/// anything. An operator killed after the status write and before the StatefulSet write
+/// shrinks it a round (or a restart) later, on the word of a verification that Kafka's
+/// placement of new partitions has overtaken; on emptyDir the partition goes with the pod.
+#[test]
+#[ignore = "bug: killed between writing step Shrinking and the StatefulSet, the operator later shrinks without verifying again; a partition placed meanwhile is lost on emptyDir (issue 9, items 3 and 7)"]
+fn a_crash_between_verifying_and_shrinking_does_not_remove_a_broker_given_a_partition() {
+    let mut sim = Sim::new(&Setup {
+        ephemeral: true,
+        single_replica_topic: false,
+        ..Setup::default()
+    });
+    sim.desired = 3;
+    let ready = sim.run_until(60, |s| {
+        s.step_is(scale::step::VERIFYING)
+            && s.kafka.truth().reassignments.is_empty()
+            && s.kafka.logs_on(3).is_empty()
+    });
+    assert!(ready, "{}", sim.trace_tail(20));
+    sim.step(Some(Crash::StatusWritten));
+    assert!(sim.step_is(scale::step::SHRINKING) && sim.replicas == 4);
+    // While the operator restarts, a topic is created; Kafka places a partition on broker 3.
+    sim.user_topic("late", 4, 1);
+    assert!(!sim.kafka.listed_on(3).is_empty());
+    sim.assert_settles_clean();
+}
+
+/// scale.rs, `clear_throttles` via `settle`: the brokers recorded as throttled are cleared
+/// one by one, and clearing a broker's config needs that broker (the client connects to it);
+/// a drained broker that is down for good (its node lost) makes every round fail with
+/// BROKER_NOT_AVAILABLE, and the drain never ends although the broker holds nothing.
+/// Cancelling a rebalance onto a new broker that died is held the same way.
+#[test]
+#[ignore = "bug: a drained broker that is down for good holds the end of the drain forever: clearing its throttle fails each round (liveness)"]
+fn a_drain_ends_when_a_drained_broker_is_down_for_good() {
+    let mut sim = Sim::new(&Setup::default());
+    sim.desired = 3;
+    let drained = sim.run_until(60, |s| {
+        s.kafka.listed_on(3).is_empty() && s.kafka.logs_on(3).is_empty()
+    });
+    assert!(drained, "{}", sim.trace_tail(20));
+    sim.kill(3);
+    let ended = sim.run_until(60, |s| s.status.operation.is_none() && s.replicas == 3);
+    assert!(ended, "{}", sim.trace_tail(10));
+    sim.assert_no_violations();
+}
+
 /// scale.rs, `clear_throttles`: "every live broker, and every topic that has throttled
 /// replicas" are cleared, including throttles a user or another tool set.
 #[test]
@@ -1556,6 +1684,9 @@ enum Fault {
     Ticks(u32),
     /// A user throttles a topic's replication (all replicas), and a broker's rate.
     UserThrottle(i32),
+    /// The round reads the KafkaCluster from a watch cache a round behind: the status as the
+    /// previous round read it.
+    StaleStatus,
 }
 
 fn fault() -> impl Strategy<Value = Option<Fault>> {
@@ -1579,66 +1710,80 @@ fn fault() -> impl Strategy<Value = Option<Fault>> {
         1 => (0i32..5).prop_map(|b| Some(Fault::Unready(b))),
         2 => (0u32..4).prop_map(|n| Some(Fault::Ticks(n))),
         1 => (0i32..5).prop_map(|b| Some(Fault::UserThrottle(b))),
+        1 => Just(Some(Fault::StaleStatus)),
     ]
 }
 
-/// Known bugs that would fail most runs, each with its own ignored regression test: the main
-/// property test steers clear of them so it keeps finding new ones; the strict one does not.
-#[derive(Clone, Copy, Debug)]
-struct Known {
-    /// Readiness flaps are not injected: see
-    /// `a_roll_does_not_restart_a_serving_broker_that_fails_its_probe`.
-    readiness_flaps: bool,
-    /// Throttle rates left on brokers are not counted: see
-    /// `throttle_rates_are_cleared_from_a_broker_that_was_down_when_the_drain_was_cancelled`.
-    broker_rates_left: bool,
-    /// No stale snapshot in a run that creates topics: see
-    /// `a_lagging_metadata_read_does_not_let_a_drain_remove_a_broker_that_holds_a_replica`.
-    stale_reads_with_new_topics: bool,
-    /// No topic created during an emptyDir run: see
-    /// `a_topic_placed_on_a_stopping_broker_on_empty_dir_loses_nothing`.
-    new_topics_on_empty_dir: bool,
-    /// A broker removed while it still has logs of partitions it no longer hosts (copies left
-    /// by finished or cancelled moves) is not counted, when it did not answer DescribeLogDirs
-    /// or was down: see `a_leaving_broker_that_does_not_answer_describe_log_dirs_holds_the_shrink`
-    /// and `a_leaving_broker_that_is_down_holds_the_shrink_until_it_answers`. A removed broker
-    /// listed as a replica, and lost data, still count.
-    stale_logs_on_removed_brokers: bool,
-    /// No user sets a throttle: see `a_drain_leaves_throttles_set_by_others_alone`.
-    user_throttles: bool,
-    /// Stale snapshots are at most one round old, and none in a run that changes
-    /// brokerCount: see `a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica`,
-    /// `a_lagging_metadata_read_after_a_finished_move_adds_no_replica` and
-    /// `a_roll_does_not_restart_on_a_lagging_view_of_the_isr`.
-    deep_or_cancel_stale_reads: bool,
+/// Known bugs would fail most runs. Each has its own ignored regression test; the main
+/// property test steers clear of what triggers them (so it keeps finding new ones) and the
+/// strict one does not. `Avoid::Known` names each test at the fault it skips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Avoid {
+    Known,
+    Nothing,
 }
 
-const STRICT: Known = Known {
-    readiness_flaps: false,
-    broker_rates_left: false,
-    stale_reads_with_new_topics: false,
-    new_topics_on_empty_dir: false,
-    stale_logs_on_removed_brokers: false,
-    user_throttles: false,
-    deep_or_cancel_stale_reads: false,
-};
+/// What a whole fault sequence does, for the faults that are only a known bug in company.
+struct RunFacts {
+    creates_topics: bool,
+    changes_count: bool,
+    crashes: bool,
+}
 
-const AVOIDING_KNOWN_BUGS: Known = Known {
-    readiness_flaps: true,
-    broker_rates_left: true,
-    stale_reads_with_new_topics: true,
-    new_topics_on_empty_dir: true,
-    stale_logs_on_removed_brokers: true,
-    user_throttles: true,
-    deep_or_cancel_stale_reads: true,
-};
+impl RunFacts {
+    fn of(faults: &[Option<Fault>]) -> RunFacts {
+        let any = |f: fn(&Fault) -> bool| faults.iter().flatten().any(f);
+        RunFacts {
+            creates_topics: any(|f| matches!(f, Fault::CreateTopic { .. })),
+            changes_count: any(|f| matches!(f, Fault::BrokerCount(_))),
+            crashes: any(|f| matches!(f, Fault::Crash(_))),
+        }
+    }
+}
 
-impl Known {
-    /// The violations that count.
-    fn count(&self, violations: Vec<String>) -> Vec<String> {
+/// Whether the main property test skips `fault`, because it triggers a known bug.
+fn known_trigger(fault: &Fault, run: &RunFacts, scenario: Scenario, sim: &Sim) -> bool {
+    match fault {
+        // a_roll_does_not_restart_a_serving_broker_that_fails_its_probe
+        Fault::Unready(_) => true,
+        // a_drain_leaves_throttles_set_by_others_alone
+        Fault::UserThrottle(_) => true,
+        // a_stale_read_of_the_status_never_grows_the_statefulset_back
+        Fault::StaleStatus => true,
+        // a_crash_after_the_shrink_then_a_kafka_error_never_grow_the_statefulset_back
+        Fault::Crash(Crash::StatefulSetWritten) => true,
+        // a_lagging_metadata_read_does_not_let_a_drain_remove_a_broker_that_holds_a_replica,
+        // a_lagging_read_while_shrinking_does_not_delete_the_volume_of_a_broker_that_holds_a_replica,
+        // a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica,
+        // a_roll_does_not_restart_on_a_lagging_view_of_the_isr
+        Fault::Stale { .. } => run.creates_topics || run.changes_count || scenario.rolls(),
+        // a_topic_placed_on_a_stopping_broker_on_empty_dir_loses_nothing,
+        // a_crash_between_verifying_and_shrinking_does_not_remove_a_broker_given_a_partition
+        Fault::CreateTopic { .. } => sim.ephemeral || run.crashes,
+        _ => false,
+    }
+}
+
+impl Avoid {
+    /// The violations that count. Removing a broker that still has logs of partitions it no
+    /// longer hosts (copies left by finished or cancelled moves) is a known bug when it did not
+    /// answer DescribeLogDirs or was down:
+    /// a_leaving_broker_that_does_not_answer_describe_log_dirs_holds_the_shrink,
+    /// a_leaving_broker_that_is_down_holds_the_shrink_until_it_answers. A removed broker
+    /// listed as a replica, and lost data, always count.
+    fn count(self, violations: Vec<String>) -> Vec<String> {
         violations
             .into_iter()
-            .filter(|v| !(self.stale_logs_on_removed_brokers && v.contains("log(s)")))
+            .filter(|v| !(self == Avoid::Known && v.contains("log(s)")))
+            .collect()
+    }
+
+    /// The problems left at the end that count. Throttle rates left on brokers are a known bug:
+    /// throttle_rates_are_cleared_from_a_broker_that_was_down_when_the_drain_was_cancelled.
+    fn count_at_end(self, problems: Vec<String>) -> Vec<String> {
+        problems
+            .into_iter()
+            .filter(|p| !(self == Avoid::Known && p.starts_with("throttle left on broker")))
             .collect()
     }
 }
@@ -1689,7 +1834,7 @@ fn run_with_faults(
     scenario: Scenario,
     setup: &Setup,
     faults: &[Option<Fault>],
-    known: Known,
+    avoid: Avoid,
 ) -> Result<(), String> {
     let from = match scenario {
         Scenario::DrainTwo => 5,
@@ -1714,19 +1859,17 @@ fn run_with_faults(
             sim.change_template();
         }
     }
-    let creates_topics = faults
-        .iter()
-        .any(|f| matches!(f, Some(Fault::CreateTopic { .. })));
-    let changes_count = faults
-        .iter()
-        .any(|f| matches!(f, Some(Fault::BrokerCount(_))));
+    let run = RunFacts::of(faults);
     let mut silent = BTreeSet::new();
     for (i, f) in faults.iter().enumerate() {
         let mut crash = None;
         let mut late_topic = None;
         let mut ticks = 1;
         let highest = sim.replicas.max(1);
-        match f.clone() {
+        let fault = f
+            .clone()
+            .filter(|f| avoid == Avoid::Nothing || !known_trigger(f, &run, scenario, &sim));
+        match fault {
             None => {}
             // On emptyDir a crash while another broker restarts is a second failure that a
             // replication factor of 2 cannot ride out, whatever the operator does.
@@ -1736,10 +1879,6 @@ fn run_with_faults(
             Some(Fault::Revive(b)) => sim.revive(b % highest),
             Some(Fault::KillController(c)) => sim.kill_controller(c),
             Some(Fault::ReviveController(c)) => sim.revive_controller(c),
-            Some(Fault::Stale { .. })
-                if (known.stale_reads_with_new_topics && creates_topics)
-                    || (known.deep_or_cancel_stale_reads && changes_count) => {}
-            Some(Fault::CreateTopic { .. }) if known.new_topics_on_empty_dir && sim.ephemeral => {}
             Some(Fault::Stale {
                 rounds,
                 skip,
@@ -1754,11 +1893,9 @@ fn run_with_faults(
                 } else {
                     Staleness::Metadata
                 };
-                let rounds = if known.deep_or_cancel_stale_reads {
-                    1
-                } else {
-                    rounds
-                };
+                // Deeper staleness is a known bug even in a drain alone:
+                // a_lagging_metadata_read_after_a_finished_move_adds_no_replica.
+                let rounds = if avoid == Avoid::Known { 1 } else { rounds };
                 sim.kafka
                     .stale_snapshots_from(rounds, skip, calls, staleness);
             }
@@ -1809,14 +1946,17 @@ fn run_with_faults(
             }
             Some(Fault::BrokerCount(_)) => {}
             Some(Fault::Unready(b)) => {
-                if !known.readiness_flaps
-                    && let Some(p) = sim.broker_pods.get_mut(&(b % highest))
-                {
+                if let Some(p) = sim.broker_pods.get_mut(&(b % highest)) {
                     p.unready = 2;
                 }
             }
             Some(Fault::Ticks(n)) => ticks = n,
-            Some(Fault::UserThrottle(_)) if known.user_throttles => {}
+            Some(Fault::StaleStatus) => {
+                if let Some(old) = sim.status_reads.last().cloned() {
+                    sim.note("the status is read from a stale cache".into());
+                    sim.status = old;
+                }
+            }
             Some(Fault::UserThrottle(b)) => {
                 let b = b % highest;
                 let topic = sim.topics[b as usize % sim.topics.len()].name.clone();
@@ -1835,7 +1975,7 @@ fn run_with_faults(
             sim.advance_time();
         }
 
-        let violations = known.count(sim.all_violations());
+        let violations = avoid.count(sim.all_violations());
         if !violations.is_empty() {
             return Err(format!(
                 "{}\n--- trace ---\n{}",
@@ -1851,12 +1991,8 @@ fn run_with_faults(
         sim.revive_controller(c);
     }
     sim.settle(SETTLE_ROUNDS)?;
-    let mut problems = known.count(sim.all_violations());
-    problems.extend(
-        sim.end_problems()
-            .into_iter()
-            .filter(|p| !(known.broker_rates_left && p.starts_with("throttle left on broker"))),
-    );
+    let mut problems = avoid.count(sim.all_violations());
+    problems.extend(avoid.count_at_end(sim.end_problems()));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -1912,7 +2048,7 @@ fn seed() -> u64 {
         .unwrap_or(0x6b61_666b)
 }
 
-fn random_faults(cases: u32, known: Known) {
+fn random_faults(cases: u32, avoid: Avoid) {
     let config = ProptestConfig {
         cases,
         rng_seed: RngSeed::Fixed(seed()),
@@ -1922,7 +2058,7 @@ fn random_faults(cases: u32, known: Known) {
     let mut runner = TestRunner::new(config);
     let strategy = (scenario(), setup(), prop::collection::vec(fault(), 10..50));
     let result = runner.run(&strategy, |(scenario, setup, faults)| {
-        run_with_faults(scenario, &setup, &faults, known)
+        run_with_faults(scenario, &setup, &faults, avoid)
             .map_err(|e| TestCaseError::fail(format!("{scenario:?} {setup:?}\n{e}")))
     });
     if let Err(e) = result {
@@ -1932,11 +2068,11 @@ fn random_faults(cases: u32, known: Known) {
 
 #[test]
 fn random_faults_through_drains_rebalances_and_rolls_lose_nothing() {
-    random_faults(cases(64), AVOIDING_KNOWN_BUGS);
+    random_faults(cases(200), Avoid::Known);
 }
 
 #[test]
 #[ignore = "bug: finds the known bugs of the ignored regression tests above; passes once they are fixed"]
 fn random_faults_with_every_fault_and_every_check() {
-    random_faults(cases(64), STRICT);
+    random_faults(cases(200), Avoid::Nothing);
 }
