@@ -149,6 +149,7 @@ pub const CALL_KINDS: &[&str] = &[
     "snapshot",
     "describe_configs",
     "create_topics",
+    "delete_topics",
     "create_partitions",
     "alter_configs",
     "alter_reassignments",
@@ -1152,8 +1153,9 @@ impl KafkaModel {
             .collect()
     }
 
-    /// Why stopping `b` now would take a partition below its `min.insync.replicas` (one that
-    /// could stay above: more replicas than `min.insync.replicas`, and in sync now), or None.
+    /// Why stopping `b` now would leave a partition it is in sync on with fewer in-sync
+    /// replicas than its `min.insync.replicas`, or None. Partitions with no more replicas than
+    /// that cannot stay above it through any restart and are left out.
     pub fn stop_would_break_min_isr(&self, b: BrokerId) -> Option<String> {
         let s = self.lock();
         for (name, t) in &s.topics {
@@ -1162,7 +1164,7 @@ impl KafkaModel {
                 if !part.isr.contains(&b) || part.replicas.len() <= min_isr {
                     continue;
                 }
-                if part.isr.len() >= min_isr && part.isr.len() - 1 < min_isr {
+                if part.isr.len() - 1 < min_isr {
                     return Some(format!(
                         "{name}-{p}: in-sync replicas {:?} with min.insync.replicas {min_isr}",
                         part.isr

@@ -16,9 +16,17 @@
 //! start a few ticks after creation, are ready once their broker runs, stop their broker when
 //! they are gone, and volumes (one per broker, or the pod's own with emptyDir).
 //!
-//! Invariants are checked as the harness acts (a broker removed, a volume deleted, a pod
-//! restarted) and by the model as Kafka is called (a move submitted twice, a foreign config
-//! deleted, data lost).
+//! Invariants are checked as the harness acts (no broker removed from the StatefulSet or its
+//! volume deleted while a partition lists it or it holds a log; no StatefulSet growing back
+//! over a drained broker; no restart below `min.insync.replicas` or of a quorum majority) and by
+//! the model as Kafka is called (no move submitted for a partition already moving, no config
+//! deleted that someone else set, no running broker unregistered, no acknowledged data lost).
+//! Once faults stop, every scenario must settle where the spec says, with nothing the operator
+//! set left behind.
+//!
+//! Bugs the model found have a regression test each, ignored until fixed, that names the code.
+//! `PROPTEST_CASES` and `PROPTEST_RNG_SEED` scale and vary the property tests; `MODEL_TRACE=1`
+//! prints a failing run's whole trace.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -1015,13 +1023,11 @@ fn scale_up_three_to_four_rebalances_onto_the_new_broker() {
         on_new.abs_diff(replicas / 4) <= 2,
         "{on_new} of {replicas} replicas on the new broker"
     );
-    assert!(sim.submissions_at_most_once());
-}
-
-impl Sim {
-    fn submissions_at_most_once(&self) -> bool {
-        self.kafka.submissions().values().all(|n| *n <= 1)
-    }
+    assert!(
+        sim.kafka.submissions().values().all(|n| *n <= 1),
+        "{:?}",
+        sim.kafka.submissions()
+    );
 }
 
 #[test]
