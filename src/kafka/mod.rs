@@ -12,6 +12,8 @@
 
 pub mod client;
 pub mod error;
+#[cfg(test)]
+pub mod model;
 pub mod protocol;
 pub mod throttle;
 

@@ -3,6 +3,8 @@
 //! data, and rolling restarts that keep every partition in sync.
 
 pub mod batch;
+#[cfg(test)]
+mod model_tests;
 pub mod roll;
 pub mod scale;
 pub mod topics;
