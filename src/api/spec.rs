@@ -459,6 +459,9 @@ fn default_controller_replicas() -> i32 {
 /// How partitions move when brokers are added or removed.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.stuckAfterSeconds) || self.stuckAfterSeconds.all(k, k in ['default', 'WaitingForBrokers', 'Throttling', 'Moving', 'Verifying', 'Shrinking', 'Unregistering', 'CleaningUp', 'RollingRestart'])"
+).message("rebalance.stuckAfterSeconds takes the keys default, WaitingForBrokers, Throttling, Moving, Verifying, Shrinking, Unregistering, CleaningUp and RollingRestart"))]
 pub struct RebalanceSpec {
     /// Move partitions onto new brokers after a scale-up.
     #[serde(default = "default_true")]
@@ -472,6 +475,12 @@ pub struct RebalanceSpec {
     #[serde(default = "default_moves_per_broker")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_moves_per_broker: i32,
+    /// Seconds a step of an operation (a key per step, or `default` for all;
+    /// `RollingRestart` for a roll between two restarts) may go without progress before the
+    /// cluster is reported `Stuck` (a condition and a Warning event saying what it waits for).
+    /// Nothing is forced when it is: the operator keeps waiting safely. Default 1800.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stuck_after_seconds: BTreeMap<String, i64>,
 }
 
 impl Default for RebalanceSpec {
@@ -480,7 +489,24 @@ impl Default for RebalanceSpec {
             on_scale_up: true,
             throttle_bytes_per_second: default_throttle(),
             max_moves_per_broker: default_moves_per_broker(),
+            stuck_after_seconds: BTreeMap::new(),
         }
+    }
+}
+
+/// Seconds without progress after which a step counts as stuck, unless the spec says.
+pub const DEFAULT_STUCK_AFTER_SECONDS: i64 = 1800;
+
+impl RebalanceSpec {
+    /// How long `step` may go without progress before it is reported stuck.
+    pub fn stuck_after(&self, step: &str) -> std::time::Duration {
+        let seconds = self
+            .stuck_after_seconds
+            .get(step)
+            .or_else(|| self.stuck_after_seconds.get("default"))
+            .copied()
+            .unwrap_or(DEFAULT_STUCK_AFTER_SECONDS);
+        std::time::Duration::from_secs(seconds.max(1) as u64)
     }
 }
 

@@ -401,7 +401,7 @@ impl State {
     }
 
     fn fresh_snapshot(&self, all_sizes: bool) -> ClusterSnapshot {
-        let brokers = self
+        let brokers: Vec<Broker> = self
             .nodes
             .iter()
             .filter(|(_, n)| n.running && n.registered)
@@ -469,6 +469,11 @@ impl State {
                 (name.clone(), state)
             })
             .collect();
+        let log_dirs_described = brokers
+            .iter()
+            .map(|b| b.id)
+            .filter(|b| answering(b))
+            .collect();
         ClusterSnapshot {
             cluster_id: Some("model-cluster-id".into()),
             controller_id: if self.config.kraft {
@@ -480,6 +485,8 @@ impl State {
             fenced_brokers,
             topics,
             reassignments,
+            log_dirs_described,
+            stray_logs: BTreeMap::new(),
         }
     }
 

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed, TestRunner};
 
-use crate::api::{Operation, Phase, RebalanceSpec, TopicSpec};
+use crate::api::{Operation, Phase, RebalanceSpec, Step, TopicSpec};
 use crate::controller::status::{self as cluster_status, Observed};
 use crate::kafka::model::{CALL_KINDS, Call, CallFailure, KafkaModel, ModelConfig, Staleness};
 use crate::kafka::throttle::{FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS};
@@ -109,6 +109,7 @@ struct Status {
     operation: Option<Operation>,
     brokers: i32,
     phase: Option<Phase>,
+    topics: Vec<crate::api::TopicStatus>,
 }
 
 /// The shape of a test cluster.
@@ -245,6 +246,7 @@ impl Sim {
                 on_scale_up: true,
                 throttle_bytes_per_second: THROTTLE,
                 max_moves_per_broker: 2,
+                ..RebalanceSpec::default()
             },
             kraft: setup.kraft,
             delete_volumes: true,
@@ -253,6 +255,7 @@ impl Sim {
                 operation: None,
                 brokers: setup.brokers,
                 phase: Some(Phase::Running),
+                topics: Vec::new(),
             },
             round: 0,
             produce: 100,
@@ -388,7 +391,9 @@ impl Sim {
             self.note("operator killed after deleting volumes".into());
             return;
         }
-        if outcome.operation != previous.operation {
+        // As the controller: the operation is written when it changed, and so is a change of
+        // the broker count, before the StatefulSet acts on it.
+        if outcome.operation != previous.operation || outcome.broker_replicas != self.replicas {
             self.status.operation = outcome.operation.clone();
             self.status.brokers = self.status.brokers.max(outcome.broker_replicas);
         }
@@ -433,9 +438,11 @@ impl Sim {
         }
         if let Some(admin) = admin
             && outcome.operation.is_none()
-            && let Err(e) = reconcile_topics(admin, &self.topics).await
         {
-            self.note(format!("topics: {e}"));
+            match reconcile_topics(admin, &self.topics, &self.status.topics).await {
+                Ok(topics) => self.status.topics = topics,
+                Err(e) => self.note(format!("topics: {e}")),
+            }
         }
         if let Some(r) = &rollout {
             self.note(format!("roll: {r}"));
@@ -466,6 +473,7 @@ impl Sim {
             ordinal: o,
             current: p.revision == self.revision,
             ready: p.ready(),
+            running: p.starting.is_none() && !p.crashed,
             terminating: p.terminating.is_some(),
         };
         self.broker_pods
@@ -1161,7 +1169,7 @@ impl Sim {
         done(self)
     }
 
-    fn step_is(&self, step: &str) -> bool {
+    fn step_is(&self, step: Step) -> bool {
         self.status
             .operation
             .as_ref()
@@ -1184,7 +1192,6 @@ impl Sim {
 /// restarted broker is still catching up. A readiness probe that fails for a moment says
 /// nothing about whether the broker serves.
 #[test]
-#[ignore = "bug: the roll restarts an outdated broker whose readiness probe fails without asking Kafka, below min.insync.replicas (issue 9, item 4)"]
 fn a_roll_does_not_restart_a_serving_broker_that_fails_its_probe() {
     let mut sim = Sim::new(&Setup::default());
     sim.change_template();
@@ -1209,7 +1216,7 @@ fn throttle_rates_are_cleared_from_a_broker_that_was_down_when_the_drain_was_can
     let mut sim = Sim::new(&Setup::default());
     sim.desired = 3;
     sim.step(None);
-    assert!(sim.step_is(scale::step::THROTTLING));
+    assert!(sim.step_is(Step::Throttling));
     sim.kafka.fail(CallFailure {
         call: Some("alter_reassignments"),
         skip: 0,
@@ -1247,7 +1254,7 @@ fn a_lagging_metadata_read_does_not_let_a_drain_remove_a_broker_that_holds_a_rep
     let mut sim = Sim::new(&Setup::default());
     sim.desired = 3;
     let ready_to_verify = sim.run_until(60, |s| {
-        s.step_is(scale::step::VERIFYING)
+        s.step_is(Step::Verifying)
             && s.kafka.truth().reassignments.is_empty()
             && s.kafka.logs_on(3).is_empty()
     });
@@ -1324,7 +1331,6 @@ fn a_topic_placed_on_a_stopping_broker_on_empty_dir_loses_nothing() {
 /// did not answer DescribeLogDirs (client.rs drops it with a warning); silence counts as
 /// "holds nothing", and the StatefulSet shrinks while the broker still has logs.
 #[test]
-#[ignore = "bug: a leaving broker that does not answer DescribeLogDirs counts as holding no log, and is removed while it still has some (issue 9, item 6)"]
 fn a_leaving_broker_that_does_not_answer_describe_log_dirs_holds_the_shrink() {
     let mut sim = Sim::new(&Setup {
         log_linger_ticks: 3,
@@ -1345,7 +1351,6 @@ fn a_leaving_broker_that_does_not_answer_describe_log_dirs_holds_the_shrink() {
 /// holding nothing. Here a scale-up is undone while copies to the new broker run; the
 /// cancelled copies stay on its disk while it is down.
 #[test]
-#[ignore = "bug: a leaving broker that is down counts as holding no log, and is removed while it still has some (issue 9, item 6)"]
 fn a_leaving_broker_that_is_down_holds_the_shrink_until_it_answers() {
     let mut sim = Sim::new(&Setup {
         log_linger_ticks: 3,
@@ -1408,7 +1413,7 @@ fn a_crash_after_the_shrink_then_a_kafka_error_never_grow_the_statefulset_back()
     let mut sim = Sim::new(&Setup::default());
     sim.desired = 3;
     let ready = sim.run_until(60, |s| {
-        s.step_is(scale::step::VERIFYING)
+        s.step_is(Step::Verifying)
             && s.kafka.truth().reassignments.is_empty()
             && s.kafka.logs_on(3).is_empty()
     });
@@ -1439,13 +1444,13 @@ fn a_crash_between_verifying_and_shrinking_does_not_remove_a_broker_given_a_part
     });
     sim.desired = 3;
     let ready = sim.run_until(60, |s| {
-        s.step_is(scale::step::VERIFYING)
+        s.step_is(Step::Verifying)
             && s.kafka.truth().reassignments.is_empty()
             && s.kafka.logs_on(3).is_empty()
     });
     assert!(ready, "{}", sim.trace_tail(20));
     sim.step(Some(Crash::StatusWritten));
-    assert!(sim.step_is(scale::step::SHRINKING) && sim.replicas == 4);
+    assert!(sim.step_is(Step::Shrinking) && sim.replicas == 4);
     // While the operator restarts, a topic is created; Kafka places a partition on broker 3.
     sim.user_topic("late", 4, 1);
     assert!(!sim.kafka.listed_on(3).is_empty());
@@ -1475,7 +1480,6 @@ fn a_drain_ends_when_a_drained_broker_is_down_for_good() {
 /// scale.rs, `clear_throttles`: "every live broker, and every topic that has throttled
 /// replicas" are cleared, including throttles a user or another tool set.
 #[test]
-#[ignore = "bug: the end of a drain clears throttles the operator did not set (issue 9, item 8)"]
 fn a_drain_leaves_throttles_set_by_others_alone() {
     let mut sim = Sim::new(&Setup::default());
     sim.kafka.create_topic_with("quiet", &[(&[0, 1], 1000)]);
@@ -1500,7 +1504,6 @@ fn a_drain_leaves_throttles_set_by_others_alone() {
 /// the plan keeps that many replicas, and the partition's replication factor grows for good
 /// (nothing repairs it: a topic's replication factor is its most common replica count).
 #[test]
-#[ignore = "bug: after a drain is cancelled, a lagging metadata read makes a moving partition's transient replica set its new replica list (issue 9, item 3)"]
 fn a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica() {
     let mut sim = Sim::new(&Setup {
         brokers: 5,
@@ -1508,7 +1511,7 @@ fn a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica() {
     });
     sim.desired = 3;
     let moving = sim.run_until(30, |s| {
-        s.step_is(scale::step::MOVING) && !s.kafka.truth().reassignments.is_empty()
+        s.step_is(Step::Moving) && !s.kafka.truth().reassignments.is_empty()
     });
     assert!(moving, "{}", sim.trace_tail(20));
     // The user changes their mind: the moves are cancelled and broker 4 alone is drained.
@@ -1541,7 +1544,7 @@ fn a_lagging_metadata_read_after_a_finished_move_adds_no_replica() {
         let moving: BTreeSet<TopicPartition> =
             sim.kafka.truth().reassignments.into_keys().collect();
         // A move finished since the last round started, and others still run.
-        if moving_before.difference(&moving).next().is_some() && sim.step_is(scale::step::MOVING) {
+        if moving_before.difference(&moving).next().is_some() && sim.step_is(Step::Moving) {
             finished = true;
             break;
         }
@@ -1587,7 +1590,6 @@ fn a_roll_does_not_restart_on_a_lagging_view_of_the_isr() {
 /// `min.insync.replicas` drops below it whichever broker restarts, so it holds the roll
 /// forever.
 #[test]
-#[ignore = "bug: the roll waits forever on a topic whose replication factor is at most min.insync.replicas (issue 9, item 5)"]
 fn a_roll_ends_with_a_topic_of_no_more_replicas_than_min_insync_replicas() {
     let mut sim = Sim::new(&Setup::default());
     for t in sim.topics.iter_mut().filter(|t| t.name == "payments") {
@@ -1606,7 +1608,6 @@ fn a_roll_ends_with_a_topic_of_no_more_replicas_than_min_insync_replicas() {
 /// an existing topic to `spec.topics` without its config deletes what others set on it (a
 /// compacted topic becomes a deleting one).
 #[test]
-#[ignore = "bug: adopting an existing topic into spec.topics resets the configs the spec never named (issue 9, item 2)"]
 fn adopting_a_topic_into_the_spec_keeps_its_settings() {
     let mut sim = Sim::new(&Setup::default());
     sim.kafka.create_topic_with("compacted", &[(&[0, 1], 1000)]);

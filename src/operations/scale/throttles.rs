@@ -77,29 +77,52 @@ fn set_here(entries: &BTreeMap<String, ConfigValue>, keys: &[&str]) -> BTreeMap<
         .collect()
 }
 
-/// Clears the throttles the operation recorded and puts back what others had set there.
+/// Clears the throttles the operation recorded and puts back what others had set there: a
+/// broker or topic with a value of someone else's gets that value back in the same change
+/// (never a moment without it), the others lose the keys.
 pub(super) async fn clear_throttles(
     admin: &dyn KafkaAdmin,
     op: &mut Operation,
 ) -> Result<(), KafkaError> {
-    if !op.throttled_brokers.is_empty() || !op.throttled_topics.is_empty() {
-        admin
-            .clear_throttle(&op.throttled_brokers, &op.throttled_topics)
-            .await?;
+    let brokers: Vec<i32> = op
+        .throttled_brokers
+        .iter()
+        .copied()
+        .filter(|b| !op.kept_broker_throttles.contains_key(&b.to_string()))
+        .collect();
+    let topics: Vec<String> = op
+        .throttled_topics
+        .iter()
+        .filter(|t| !op.kept_topic_throttles.contains_key(*t))
+        .cloned()
+        .collect();
+    if !brokers.is_empty() || !topics.is_empty() {
+        admin.clear_throttle(&brokers, &topics).await?;
     }
     let restore = op
         .kept_broker_throttles
         .iter()
-        .filter_map(|(b, kept)| Some((ConfigResource::Broker(b.parse().ok()?), kept)))
-        .chain(
-            op.kept_topic_throttles
-                .iter()
-                .map(|(t, kept)| (ConfigResource::Topic(t.clone()), kept)),
-        );
-    for (resource, kept) in restore {
-        let changes = kept
+        .filter_map(|(b, kept)| {
+            let resource = ConfigResource::Broker(b.parse().ok()?);
+            Some((resource, kept, [LEADER_RATE, FOLLOWER_RATE]))
+        })
+        .chain(op.kept_topic_throttles.iter().map(|(t, kept)| {
+            (
+                ConfigResource::Topic(t.clone()),
+                kept,
+                [LEADER_REPLICAS, FOLLOWER_REPLICAS],
+            )
+        }));
+    for (resource, kept, keys) in restore {
+        let changes = keys
             .iter()
-            .map(|(k, v)| (k.clone(), ConfigOp::Set(v.clone())))
+            .map(|k| {
+                let change = match kept.get(*k) {
+                    Some(v) => ConfigOp::Set(v.clone()),
+                    None => ConfigOp::Delete,
+                };
+                (k.to_string(), change)
+            })
             .collect();
         match admin.alter_configs(&resource, &changes).await {
             // A topic deleted meanwhile has nothing to put back.
