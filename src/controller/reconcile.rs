@@ -205,7 +205,12 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
             warn!(%namespace, %name, "scaling waits for Kafka: {e}");
             kafka_problem = Some(e.to_string());
             ScaleOutcome {
-                broker_replicas: input.running.unwrap_or(cluster.broker_count),
+                // The StatefulSet stays as it is (not `running`, which may be more).
+                broker_replicas: existing
+                    .as_ref()
+                    .and_then(|s| s.spec.as_ref())
+                    .and_then(|s| s.replicas)
+                    .unwrap_or(cluster.broker_count),
                 operation: previous.operation.clone(),
                 blocked: (cluster.broker_count < input.running.unwrap_or(0)
                     && previous.operation.is_none())
