@@ -130,6 +130,11 @@ pub struct Operation {
     /// throttles too, by topic: kept listed meanwhile, and put back when the operation ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kept_topic_throttles: BTreeMap<String, BTreeMap<String, String>>,
+    /// Whether the drain's verification held a second time, from a fresh look at Kafka, at the
+    /// start of step Shrinking: only then does the StatefulSet shrink (one read, possibly from
+    /// a broker whose metadata lags, is not enough to remove a broker).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverified: bool,
     /// Leaving brokers a drain cordons (`cordoned.log.dirs=*`, Kafka 4.3+), recorded before the
     /// cordon is set, so a cancelled drain lifts it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

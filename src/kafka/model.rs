@@ -47,6 +47,7 @@ use super::{
     KafkaAdmin, KafkaError, NewTopic, OngoingReassignment, PartitionState, QuorumState, Result,
     Throttle, TopicPartition, TopicState, VoterState,
 };
+use crate::operations::scale::CORDONED_LOG_DIRS;
 
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
@@ -69,6 +70,9 @@ pub struct ModelConfig {
     pub controllers: i32,
     /// Ticks a restarted controller takes to catch up with the metadata log.
     pub controller_catchup_ticks: u32,
+    /// Brokers can be cordoned (`cordoned.log.dirs`, KIP-1066: Kafka 4.3+ in KRaft mode): a
+    /// cordoned broker takes no new partition.
+    pub cordoning: bool,
 }
 
 impl Default for ModelConfig {
@@ -79,6 +83,7 @@ impl Default for ModelConfig {
             log_linger_ticks: 1,
             controllers: 3,
             controller_catchup_ticks: 2,
+            cordoning: true,
         }
     }
 }
@@ -527,6 +532,14 @@ impl State {
         }
     }
 
+    /// Whether `b` already holds a replica of `tp` (a move may keep it where it is).
+    fn part_listed_on(&self, tp: &TopicPartition, b: BrokerId) -> bool {
+        self.topics
+            .get(&tp.topic)
+            .and_then(|t| t.partitions.get(&tp.partition))
+            .is_some_and(|p| p.replicas.contains(&b))
+    }
+
     fn part_mut(&mut self, tp: &TopicPartition) -> Option<&mut Part> {
         self.topics
             .get_mut(&tp.topic)?
@@ -534,10 +547,26 @@ impl State {
             .get_mut(&tp.partition)
     }
 
-    /// Replicas for a new partition: round-robin over the live brokers from `start`.
+    /// Replicas for a new partition: round-robin over the live brokers that are not cordoned,
+    /// from `start`.
     fn place(&self, start: usize, rf: usize) -> Vec<BrokerId> {
-        let live = self.live_ids();
+        let live = self.eligible_ids();
         (0..rf).map(|i| live[(start + i) % live.len()]).collect()
+    }
+
+    /// Live brokers a new replica may be placed on.
+    fn eligible_ids(&self) -> Vec<BrokerId> {
+        self.live_ids()
+            .into_iter()
+            .filter(|b| !self.cordoned(*b))
+            .collect()
+    }
+
+    fn cordoned(&self, b: BrokerId) -> bool {
+        self.config.cordoning
+            && self
+                .setting(&ConfigResource::Broker(b), CORDONED_LOG_DIRS)
+                .is_some_and(|v| !v.is_empty())
     }
 
     fn new_part(replicas: Vec<BrokerId>) -> Part {
@@ -554,12 +583,12 @@ impl State {
         if self.topics.contains_key(&t.name) {
             return Ok(());
         }
-        let live = self.live_ids().len();
+        let live = self.eligible_ids().len();
         if t.replication_factor < 1 || t.replication_factor as usize > live {
             return Err(refused(
                 "CreateTopics",
                 format!(
-                    "INVALID_REPLICATION_FACTOR: replication factor {} with {live} live broker(s)",
+                    "INVALID_REPLICATION_FACTOR: replication factor {} with {live} live broker(s) that are not cordoned",
                     t.replication_factor
                 ),
             ));
@@ -604,6 +633,14 @@ impl State {
                 return Err(KafkaError::UnknownTopic { topic: t.clone() });
             }
             ConfigResource::Broker(b) if !self.live(*b) => return Err(broker_not_available(*b)),
+            ConfigResource::Broker(_)
+                if !self.config.cordoning && changes.contains_key(CORDONED_LOG_DIRS) =>
+            {
+                return Err(refused(
+                    "IncrementalAlterConfigs",
+                    format!("INVALID_CONFIG: unknown broker config {CORDONED_LOG_DIRS}"),
+                ));
+            }
             _ => {}
         }
         let mut deleted_foreign = Vec::new();
@@ -1290,10 +1327,14 @@ impl KafkaAdmin for KafkaModel {
                             Duration::from_secs(30),
                         ));
                     }
-                    vec![
+                    let mut defaults = vec![
                         (LEADER_RATE, UNLIMITED_RATE.into(), true),
                         (FOLLOWER_RATE, UNLIMITED_RATE.into(), true),
-                    ]
+                    ];
+                    if s.config.cordoning {
+                        defaults.push((CORDONED_LOG_DIRS, String::new(), true));
+                    }
+                    defaults
                 }
                 ConfigResource::BrokerDefault => {
                     return Err(KafkaError::Unsupported(
@@ -1415,6 +1456,16 @@ impl KafkaAdmin for KafkaModel {
                 failure.get_or_insert(refused(
                     "AlterPartitionReassignments",
                     format!("INVALID_REPLICA_ASSIGNMENT: {tp} to {target:?}"),
+                ));
+                continue;
+            }
+            if let Some(b) = target
+                .iter()
+                .find(|b| s.cordoned(**b) && !s.part_listed_on(tp, **b))
+            {
+                failure.get_or_insert(refused(
+                    "AlterPartitionReassignments",
+                    format!("INELIGIBLE_REPLICA: {tp}: broker {b} is cordoned"),
                 ));
                 continue;
             }

@@ -178,12 +178,16 @@ async fn emptydir_rolls_never_delete_the_last_copy() {
     scenarios.finish();
 }
 
-/// Drains broker 2 (3 -> 2) while new single-replica topics keep being created and written.
+/// Drains broker 3 (4 -> 3) while new single-replica topics keep being created and written.
 /// On ephemeral storage a broker that stops has lost what it held, so a partition Kafka placed
 /// on it during its shutdown would be gone: the drain cordons the leaving broker first, and no
 /// new topic lands there.
 async fn drain_while_topics_are_created(bed: &Bed) -> anyhow::Result<()> {
     bed.settled().await?;
+    // Four brokers, so that one can go (Kafka's own topics have three replicas).
+    bed.patch_spec(serde_json::json!({"brokerCount": 4}))
+        .await?;
+    bed.settled_at(4).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let creating = tokio::spawn({
         let admin = KafkaClient::new(KafkaClientConfig::new(bed.bootstrap.clone()))?;

@@ -111,10 +111,50 @@ pub(super) async fn drain(
                 ),
             ));
             op.step = Step::Shrinking;
-            op.waiting_for = None;
+            op.reverified = false;
+            op.waiting_for =
+                Some("the verification to hold once more before the brokers go".into());
             op.in_flight.clear();
             op.partitions_moved = op.partitions_total;
             op.bytes_moved = op.bytes_total;
+            out.operation = Some(op);
+        }
+        // A second, fresh look at Kafka before the StatefulSet shrinks: the verification may
+        // have read the metadata of a broker that lags, and an operator restarted after
+        // recording this step verified nothing in this run. (With the leaving pods gone, the
+        // StatefulSet shrank already, as an earlier version did at once.)
+        Step::Shrinking if !op.reverified && input.broker_pods.iter().any(|o| *o >= target) => {
+            let Some(admin) = admin else {
+                return Ok(wait_for_kafka(op, out));
+            };
+            let snapshot = admin.snapshot().await?;
+            let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
+            let placed = placed_on(&snapshot, &leaving);
+            let why = if let Some(first) = placed.first() {
+                Some(format!(
+                    "{} partition(s) (e.g. {first}) are on leaving brokers again",
+                    placed.len()
+                ))
+            } else if !snapshot.reassignments.is_empty() {
+                Some(format!(
+                    "{} reassignment(s) in progress",
+                    snapshot.reassignments.len()
+                ))
+            } else {
+                unconfirmed(&snapshot, &leaving, input.kraft)
+            };
+            if let Some(why) = why {
+                op.step = if placed.is_empty() {
+                    Step::Verifying
+                } else {
+                    Step::Moving
+                };
+                op.waiting_for = Some(format!("verifying the drain again: {why}"));
+                out.operation = Some(op);
+                return Ok(out);
+            }
+            op.reverified = true;
+            op.waiting_for = None;
             out.broker_replicas = target;
             out.operation = Some(op);
         }
@@ -153,35 +193,8 @@ pub(super) async fn drain(
             // Between the verification and the brokers' shutdown Kafka may still have placed a
             // new partition on them. Their volumes are still there: bring them back and drain
             // again rather than lose that partition.
-            let snapshot = admin.snapshot().await?;
-            let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
-            let placed: Vec<String> = snapshot
-                .target_assignment()
-                .into_iter()
-                .filter(|(_, r)| r.iter().any(|b| leaving.contains(b)))
-                .map(|(tp, _)| tp.to_string())
-                .collect();
-            if !placed.is_empty() {
-                let restore = op.leaving_brokers.iter().max().map_or(target, |b| b + 1);
-                out.broker_replicas = restore.max(target);
-                out.notices.push(notice(
-                    true,
-                    "DrainReopened",
-                    format!(
-                        "{} partition(s) (e.g. {}) were placed on broker(s) {} while they stopped; bringing them back to move them off",
-                        placed.len(),
-                        placed[0],
-                        list(op.leaving_brokers.iter().copied())
-                    ),
-                ));
-                op.step = Step::Moving;
-                op.waiting_for = Some(format!(
-                    "broker(s) {} to come back: {} partition(s) were placed on them",
-                    list(op.leaving_brokers.iter().copied()),
-                    placed.len()
-                ));
-                out.operation = Some(op);
-                return Ok(out);
+            if let Some(reopened) = reopen_if_placed(admin, op.clone(), &out, target).await? {
+                return Ok(reopened);
             }
             op.step = if input.kraft {
                 Step::Unregistering
@@ -199,6 +212,9 @@ pub(super) async fn drain(
                 out.operation = Some(op);
                 return Ok(out);
             };
+            if let Some(reopened) = reopen_if_placed(admin, op.clone(), &out, target).await? {
+                return Ok(reopened);
+            }
             for broker in &op.leaving_brokers {
                 match admin.unregister_broker(*broker).await {
                     Ok(()) => {}
@@ -212,6 +228,21 @@ pub(super) async fn drain(
         }
         Step::CleaningUp => {
             out.broker_replicas = target.min(running);
+            // The volumes go only once Kafka confirms, this very round, that no partition has
+            // a replica on the removed brokers: a deleted volume cannot be brought back.
+            if input.delete_drained_volumes {
+                let Some(admin) = admin else {
+                    op.waiting_for = Some(
+                        "Kafka to be reachable to check the removed brokers' volumes hold nothing"
+                            .into(),
+                    );
+                    out.operation = Some(op);
+                    return Ok(out);
+                };
+                if let Some(reopened) = reopen_if_placed(admin, op.clone(), &out, target).await? {
+                    return Ok(reopened);
+                }
+            }
             // The controller deletes the volumes before it records the end of the operation,
             // so a failed or interrupted delete is tried again.
             if input.delete_drained_volumes {
@@ -239,6 +270,55 @@ pub(super) async fn drain(
         }
     }
     Ok(out)
+}
+
+/// Partitions that have (or, once their move completes, will have) a replica on a leaving
+/// broker.
+fn placed_on(snapshot: &ClusterSnapshot, leaving: &BTreeSet<BrokerId>) -> Vec<String> {
+    snapshot
+        .target_assignment()
+        .into_iter()
+        .filter(|(_, r)| r.iter().any(|b| leaving.contains(b)))
+        .map(|(tp, _)| tp.to_string())
+        .collect()
+}
+
+/// After the StatefulSet shrank: if Kafka placed a partition on the removed brokers (before
+/// they were cordoned, or on a Kafka that cannot cordon), their volumes are still there: bring
+/// them back and drain them again rather than lose that partition. None when nothing is on them.
+async fn reopen_if_placed(
+    admin: &dyn KafkaAdmin,
+    mut op: Operation,
+    out: &ScaleOutcome,
+    target: i32,
+) -> Result<Option<ScaleOutcome>, KafkaError> {
+    let snapshot = admin.snapshot().await?;
+    let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
+    let placed = placed_on(&snapshot, &leaving);
+    let Some(first) = placed.first() else {
+        return Ok(None);
+    };
+    let mut out = out.clone();
+    let restore = op.leaving_brokers.iter().max().map_or(target, |b| b + 1);
+    out.broker_replicas = restore.max(target);
+    out.notices.push(notice(
+        true,
+        "DrainReopened",
+        format!(
+            "{} partition(s) (e.g. {first}) were placed on broker(s) {} while they stopped; bringing them back to move them off",
+            placed.len(),
+            list(op.leaving_brokers.iter().copied())
+        ),
+    ));
+    op.step = Step::Moving;
+    op.reverified = false;
+    op.waiting_for = Some(format!(
+        "broker(s) {} to come back: {} partition(s) were placed on them",
+        list(op.leaving_brokers.iter().copied()),
+        placed.len()
+    ));
+    out.operation = Some(op);
+    Ok(Some(out))
 }
 
 /// Why the drained brokers may not go yet, or None once Kafka confirms they may: every
