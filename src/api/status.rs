@@ -240,6 +240,10 @@ pub struct PartitionMove {
     /// does, and is planned again once this passes a bound.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unlisted_rounds: u32,
+    /// Rounds the metadata has shown the move at its target: a finished move stays listed for
+    /// a few, so a read from a broker that lags behind it is recognised as such.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shown_rounds: u32,
 }
 
 fn is_zero(n: &u32) -> bool {

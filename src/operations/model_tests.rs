@@ -1555,7 +1555,6 @@ fn a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica() {
 /// that lags two rounds (the code allows for "a round or two") still shows the move's
 /// transient replica set, which is planned as the partition's replicas.
 #[test]
-#[ignore = "bug: metadata lagging two rounds behind a finished move makes its transient replica set the partition's new replica list (issue 9, item 3)"]
 fn a_lagging_metadata_read_after_a_finished_move_adds_no_replica() {
     // Two replicas everywhere: a transient set of three fits the three brokers that stay
     // (one of four would fail the plan, and only delay it).

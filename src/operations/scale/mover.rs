@@ -18,6 +18,10 @@ use super::{Notice, ScaleInput, list, notice, unavailable_brokers};
 /// before it is taken for cancelled (metadata lags by a round or two, not by this many).
 const UNLISTED_ROUNDS: u32 = 15;
 
+/// Rounds a finished move stays recorded after the metadata first showed its target, so a read
+/// from a broker whose metadata lags that far behind is recognised.
+const SHOWN_ROUNDS: u32 = 4;
+
 /// How long one round waits for brokers to apply a new throttle before trying again later.
 const THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -43,7 +47,12 @@ pub(super) async fn move_partitions(
     // metadata may come from a broker that lags: a submitted move stays in flight until the
     // metadata shows its target. Planning from a lagging view would see the old and new
     // replicas together and move a partition twice.
+    //
+    // A move the metadata has shown at its target stays recorded for a few rounds more: a read
+    // from a broker that lags further may still show the move's transient replica set (old and
+    // new replicas together), which must not be planned as the partition's replicas either.
     let mut unlisted = BTreeMap::new();
+    let mut done: BTreeMap<TopicPartition, PartitionMove> = BTreeMap::new();
     for m in &op.in_flight {
         let tp = TopicPartition::new(m.topic.clone(), m.partition);
         if snapshot.reassignments.contains_key(&tp) {
@@ -53,26 +62,44 @@ pub(super) async fn move_partitions(
             .partition(&tp)
             .map(|p| p.replicas.iter().copied().collect())
             .unwrap_or_default();
-        if shown != m.target.iter().copied().collect() {
-            let rounds = m.unlisted_rounds + 1;
-            if rounds > UNLISTED_ROUNDS {
-                tracing::warn!(
-                    partition = %tp,
-                    "a move Kafka no longer runs never reached its target; planning it again"
+        if shown == m.target.iter().copied().collect() {
+            let rounds = m.shown_rounds + 1;
+            if rounds < SHOWN_ROUNDS {
+                done.insert(
+                    tp,
+                    PartitionMove {
+                        shown_rounds: rounds,
+                        ..m.clone()
+                    },
                 );
-                continue;
             }
-            unlisted.insert(tp.clone(), rounds);
-            snapshot.reassignments.insert(
-                tp,
-                OngoingReassignment {
-                    replicas: m.target.clone(),
-                    adding: Vec::new(),
-                    removing: Vec::new(),
-                },
-            );
+            continue;
         }
+        let rounds = m.unlisted_rounds + 1;
+        if rounds > UNLISTED_ROUNDS {
+            tracing::warn!(
+                partition = %tp,
+                "a move Kafka no longer runs never reached its target; planning it again"
+            );
+            continue;
+        }
+        unlisted.insert(tp.clone(), (rounds, m.shown_rounds));
+        snapshot.reassignments.insert(
+            tp,
+            OngoingReassignment {
+                replicas: m.target.clone(),
+                adding: Vec::new(),
+                removing: Vec::new(),
+            },
+        );
     }
+    // Moves already done (seen at their target before) that this read shows otherwise: the
+    // read lags; they count as done, and nothing is planned for them this round.
+    let lagging: BTreeSet<TopicPartition> = unlisted
+        .iter()
+        .filter(|(_, (_, shown))| *shown > 0)
+        .map(|(tp, _)| tp.clone())
+        .collect();
     let down = unavailable_brokers(&snapshot, targets.iter().copied().collect());
     if !down.is_empty() {
         op.waiting_for = Some(format!(
@@ -172,34 +199,43 @@ pub(super) async fn move_partitions(
             .sum();
     }
     op.step = Step::Moving;
+    let still_moving = || {
+        snapshot
+            .reassignments
+            .keys()
+            .filter(|tp| !lagging.contains(*tp))
+    };
     let remaining_bytes: i64 = pending
         .iter()
         .filter(|m| !m.is_reorder_only())
         .map(|m| m.size as i64)
         .sum::<i64>()
-        + snapshot
-            .reassignments
-            .keys()
+        + still_moving()
             .map(|tp| snapshot.partition(tp).map(|p| p.size() as i64).unwrap_or(0))
             .sum::<i64>();
-    let remaining = (data_moves + snapshot.reassignments.len()) as i64;
+    let remaining = (data_moves + still_moving().count()) as i64;
     op.partitions_moved = (op.partitions_total - remaining).max(0);
     op.bytes_moved = (op.bytes_total - remaining_bytes).max(0);
     op.in_flight = snapshot
         .reassignments
         .iter()
-        .map(|(tp, r)| PartitionMove {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            target: r.target(),
-            unlisted_rounds: unlisted.get(tp).copied().unwrap_or(0),
+        .map(|(tp, r)| {
+            let (unlisted_rounds, shown_rounds) = unlisted.get(tp).copied().unwrap_or((0, 0));
+            PartitionMove {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                target: r.target(),
+                unlisted_rounds,
+                shown_rounds,
+            }
         })
+        .chain(done.into_values())
         .collect();
 
-    if pending.is_empty() && snapshot.reassignments.is_empty() {
+    if pending.is_empty() && still_moving().next().is_none() {
+        // Finished moves stay recorded (see above) until the operation ends.
         op.step = Step::Verifying;
         op.waiting_for = None;
-        op.in_flight.clear();
         return Ok(());
     }
 
@@ -270,6 +306,7 @@ pub(super) async fn move_partitions(
         partition: m.partition.partition,
         target: m.target.clone(),
         unlisted_rounds: 0,
+        shown_rounds: 0,
     }));
     op.waiting_for = None;
     Ok(())
