@@ -480,6 +480,7 @@ pub struct RebalanceSpec {
     /// cluster is reported `Stuck` (a condition and a Warning event saying what it waits for).
     /// Nothing is forced when it is: the operator keeps waiting safely. Default 1800.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 9, "additionalProperties" = {"type": "integer", "format": "int64", "minimum": 1}))]
     pub stuck_after_seconds: BTreeMap<String, i64>,
 }
 
