@@ -43,6 +43,10 @@ pub struct KafkaClusterStatus {
     /// State of each topic of `spec.topics`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<TopicStatus>,
+    /// While a rolling restart runs: when it started or last restarted a pod (RFC 3339), the
+    /// clock of its stuck detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roll_progressed_at: Option<String>,
 }
 
 /// What the cluster is doing, in one word (the PHASE column of `kubectl get kafkacluster`).
@@ -155,6 +159,10 @@ pub struct Operation {
     /// Why the operation is waiting, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// When the operation last made progress (a new step, more moved): the clock of stuck
+    /// detection (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressed_at: Option<String>,
 }
 
 /// The steps of the operations, as written to `status.operation.step`.

@@ -7,6 +7,7 @@ pub mod kafka;
 pub mod leader;
 pub mod reconcile;
 pub mod status;
+pub mod stuck;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;

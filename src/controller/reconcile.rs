@@ -30,6 +30,7 @@ use super::Context;
 use super::apply::apply;
 use super::error::{Error, Result};
 use super::status::{self, Observed};
+use super::stuck;
 
 /// How often a settled cluster is looked at again, to notice what no watch event reports.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -198,7 +199,8 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
         topics: cluster.topics.clone(),
     };
     let mut kafka_problem = cluster_id_problem;
-    let outcome = match scale::advance(admin.as_deref(), &input).await {
+    let now = Timestamp::now();
+    let mut outcome = match scale::advance(admin.as_deref(), &input).await {
         Ok(outcome) => outcome,
         Err(e) => {
             // Kafka trouble changes nothing: the brokers stay as they are, the operation waits.
@@ -220,6 +222,9 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
             }
         }
     };
+    if let Some(op) = outcome.operation.as_mut() {
+        stuck::track(previous.operation.as_ref(), op, now);
+    }
     for n in &outcome.notices {
         let kind = if n.warning {
             EventType::Warning
@@ -284,6 +289,7 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
             Ok(RollDecision::Done) => None,
             Ok(RollDecision::Wait(why)) => Some(why),
             Ok(RollDecision::Restart { pod, why }) => {
+                status.roll_progressed_at = Some(now.to_string());
                 let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
                 pods_api.delete(&pod, &DeleteParams::default()).await?;
                 let message = format!("restarting pod {pod} to apply its new template: {why}");
@@ -427,6 +433,22 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0)
     };
+    // A roll's clock starts with the roll and restarts with each pod it restarts.
+    if rolled_out {
+        status.roll_progressed_at = None;
+    } else if status.roll_progressed_at.is_none() {
+        status.roll_progressed_at = Some(now.to_string());
+    }
+    let stuck = match &outcome.operation {
+        Some(op) => stuck::operation(op, &cluster.rebalance, now),
+        None if !rolled_out => stuck::roll(
+            status.roll_progressed_at.as_deref(),
+            rollout.as_deref(),
+            &cluster.rebalance,
+            now,
+        ),
+        None => None,
+    };
     let observed = Observed {
         desired_brokers: cluster.broker_count,
         broker_replicas,
@@ -439,6 +461,7 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
         invalid_spec: None,
         operation: outcome.operation.clone(),
         kafka_problem,
+        stuck,
     };
 
     announce_changes(
@@ -669,6 +692,17 @@ async fn announce_changes(
             "broker configuration changed; brokers restart one at a time to apply it".into(),
         )
         .await;
+    }
+    let was_stuck = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::STUCK && c.status == "True");
+    if let Some(message) = &observed.stuck
+        && !was_stuck
+    {
+        warn!(namespace = ?kc.namespace(), name = %kc.name_any(), "{message}");
+        ctx.event(kc, EventType::Warning, "Stuck", "Wait", message.clone())
+            .await;
     }
     let was_blocked = previous
         .conditions

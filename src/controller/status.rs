@@ -10,6 +10,7 @@ pub const RECONCILING: &str = "Reconciling";
 pub const DEGRADED: &str = "Degraded";
 pub const SCALE_DOWN_BLOCKED: &str = "ScaleDownBlocked";
 pub const PAUSED: &str = "Paused";
+pub const STUCK: &str = "Stuck";
 
 /// What the operator saw of the cluster's workloads after applying them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -33,6 +34,8 @@ pub struct Observed {
     pub operation: Option<Operation>,
     /// Why Kafka could not be asked or changed in this reconcile, when it could not.
     pub kafka_problem: Option<String>,
+    /// Why an operation or a rolling restart counts as stuck, when it does.
+    pub stuck: Option<String>,
 }
 
 /// Phase of a cluster while an operation runs.
@@ -204,6 +207,15 @@ pub fn assess(observed: &Observed, previous: Option<Phase>) -> Assessment {
         condition(DEGRADED, true, "NodesNotReady", readiness)
     } else {
         condition(DEGRADED, false, "AsExpected", readiness)
+    });
+    conditions.push(match &o.stuck {
+        Some(message) => condition(STUCK, true, "NoProgress", message.clone()),
+        None => condition(
+            STUCK,
+            false,
+            "Progressing",
+            "nothing waits past its bound".into(),
+        ),
     });
     conditions.push(match &o.scale_down_blocked {
         Some(message) => condition(

@@ -476,6 +476,7 @@ impl Sim {
             invalid_spec: None,
             operation: outcome.operation.clone(),
             kafka_problem: None,
+            stuck: None,
         };
         if stale.is_some() && (outcome.operation != self.status.operation) {
             self.note("the status write conflicts with a newer version: read again".into());

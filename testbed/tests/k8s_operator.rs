@@ -619,6 +619,47 @@ async fn the_pause_annotation_stops_every_action_and_the_restart_annotation_roll
 }
 
 #[tokio::test]
+async fn a_step_without_progress_past_its_bound_is_reported_stuck() {
+    let ns = "stuck";
+    let client = namespace(ns).await;
+    let operator = Operator::start(ns).await;
+    // No kubelet here: the brokers of a scale-up never start.
+    apply(
+        ns,
+        "apiVersion: krallistic.github.com/v1\nkind: KafkaCluster\nmetadata: {name: waiting}\nspec:\n  brokerCount: 1\n  controllers: {replicas: 1}\n  rebalance: {stuckAfterSeconds: {WaitingForBrokers: 3}}\n",
+    )
+    .await;
+    reconciled(&client, ns, "waiting").await;
+    let (ok, _, err) = kubectl(
+        &["scale", "-n", ns, "kafkacluster/waiting", "--replicas=2"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let api: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    let message = eventually("the Stuck condition", TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            let kc = api.get("waiting").await.ok()?;
+            let c = kc
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Stuck" && c.status == "True")?;
+            Some(c.message)
+        }
+    })
+    .await;
+    assert!(
+        message.contains("step WaitingForBrokers has made no progress")
+            && message.contains("lowering brokerCount again undoes the scale-up"),
+        "{message}"
+    );
+    assert!(events(ns).await.contains("Stuck"));
+    assert_eq!(operator.failures(), "", "reconcile failures");
+}
+
+#[tokio::test]
 async fn delete_removes_everything_and_volumes_per_policy() {
     let ns = "deletion";
     let client = namespace(ns).await;
