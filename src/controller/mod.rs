@@ -45,6 +45,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<KafkaCluster>, u32>>,
     /// Whether this replica may act (see [`leader`]).
     pub leadership: Leadership,
+    /// Reconciles in a row whose Kafka calls failed, per cluster (`namespace/name`).
+    kafka_failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
@@ -70,6 +72,7 @@ impl Context {
             kafka: KafkaConnector::new(settings.kafka_bootstrap.clone(), settings.kafka_timeout),
             failures: Mutex::new(HashMap::new()),
             leadership,
+            kafka_failures: Mutex::new(HashMap::new()),
         }
     }
 }

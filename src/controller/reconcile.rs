@@ -38,6 +38,13 @@ const RESYNC: Duration = Duration::from_secs(300);
 const PROGRESS: Duration = Duration::from_secs(10);
 /// How often a running operation (partitions moving) is advanced.
 const OPERATION_POLL: Duration = Duration::from_secs(2);
+/// The longest wait between two looks at a cluster whose Kafka keeps failing.
+const KAFKA_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// The wait after `failures` reconciles in a row that could not reach or change Kafka.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_mul(1 << failures.min(6))).min(KAFKA_BACKOFF_MAX)
+}
 
 /// Brings the cluster's objects in line with its spec and reports what it saw.
 ///
@@ -484,16 +491,20 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
         .topics
         .iter()
         .any(|t| !matches!(t.state, TopicPhase::Ready | TopicPhase::Error));
+    let kafka_trouble = observed.kafka_problem.is_some();
     let phase = finish_status(&kc, ctx, status, &observed, &mut version).await?;
-    Ok(Action::requeue(
-        if outcome.operation.is_some() || !rolled_out {
-            OPERATION_POLL
-        } else if phase == Phase::Running && !outcome.busy && !topics_settling {
-            RESYNC
-        } else {
-            PROGRESS
-        },
-    ))
+    let next = if outcome.operation.is_some() || !rolled_out {
+        OPERATION_POLL
+    } else if phase == Phase::Running && !outcome.busy && !topics_settling {
+        RESYNC
+    } else {
+        PROGRESS
+    };
+    Ok(Action::requeue(ctx.kafka_backoff(
+        &format!("{namespace}/{name}"),
+        kafka_trouble,
+        next,
+    )))
 }
 
 /// Runs when the KafkaCluster is deleted: owned objects go with it through their owner
@@ -912,6 +923,23 @@ fn new_cluster_id() -> String {
 }
 
 impl Context {
+    /// When to look at a cluster again: `next`, or, while its Kafka keeps failing, later each
+    /// time (4 s, 8 s, ... at most a minute), so a Kafka in trouble is not asked every couple of
+    /// seconds by every cluster's operation; back to `next` once Kafka answers.
+    pub fn kafka_backoff(&self, cluster: &str, failing: bool, next: Duration) -> Duration {
+        let mut failures = self
+            .kafka_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !failing {
+            failures.remove(cluster);
+            return next;
+        }
+        let n = failures.entry(cluster.to_string()).or_insert(0);
+        *n = (*n + 1).min(16);
+        backoff(*n).max(next.min(KAFKA_BACKOFF_MAX))
+    }
+
     /// Publishes an event on the KafkaCluster; a failure to publish is logged, not fatal.
     ///
     /// kube's recorder folds every repeat of a reason on an object into one event series that
@@ -989,6 +1017,12 @@ mod tests {
             cluster_id_decision(&adopting, &stored(KEPT), None).await,
             ClusterId::Keep
         );
+    }
+
+    #[test]
+    fn kafka_failures_back_off_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=7).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, vec![4, 8, 16, 32, 60, 60, 60]);
     }
 
     #[test]
