@@ -232,8 +232,8 @@ async fn drain_while_topics_are_created(bed: &Bed) -> anyhow::Result<()> {
     let sent = creating.await??;
     drained?;
     ensure!(
-        sent.len() >= 5,
-        "only {} topics were created during the drain",
+        sent.len() >= 2,
+        "only {} topic(s) were created during the drain",
         sent.len()
     );
     let snap = bed.admin.snapshot().await?;
