@@ -6,3 +6,5 @@ KAFKA_VERSION=4.1.1
 # ZooKeeper-mode tests need the last Kafka line that still had ZooKeeper.
 KAFKA_ZK_VERSION=3.9.2
 ZOOKEEPER_VERSION=3.8.4
+# The node's cluster DNS (hack/build-coredns.sh).
+COREDNS_VERSION=v1.15.0
