@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs, from the machine's Debian packages, what the testbed's real node runs on: the
 # container runtime (containerd, runc), the CNI plugins, the tools the kubelet and kube-proxy call
-# (iptables, conntrack, mount/nsenter), and mmdebstrap, which builds the images' root
-# filesystems from the machine's own apt sources (hack/build-images.sh).
+# (iptables, conntrack, mount/nsenter), and what hack/build-images.sh uses: mmdebstrap, which
+# builds the images' root filesystems from the machine's own apt sources, gcc with the static C
+# library for the pause program, unzip to read the Kafka jars.
 # Idempotent: installs only what is missing, and prints nothing when everything is there.
 set -euo pipefail
 
-packages=(containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux mount mmdebstrap)
+packages=(containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux mount
+  mmdebstrap gcc libc6-dev unzip)
 
 missing=()
 for p in "${packages[@]}"; do
