@@ -254,8 +254,12 @@ cc_base_tar() { echo "$base/debian-$DEBIAN_SUITE-cc.tar"; }
 build_operator() {
   local ref="kafka-operator:$operator_version"
   echo "building the operator (cargo build --release -p kafka-operator)" >&2
-  (cd "$root" && cargo build --quiet --release --locked -p kafka-operator --bin kafka-operator)
-  local binary="${CARGO_TARGET_DIR:-$root/target}/release/kafka-operator"
+  # The image's release build has a target directory in the cache, shared by every clone of
+  # this machine (CI builds in a fresh one): the dependencies, librdkafka among them, are
+  # compiled once, and cargo's lock on the directory serialises builds that start together.
+  local target="$cache/cargo/target"
+  (cd "$root" && CARGO_TARGET_DIR="$target" cargo build --quiet --release --locked -p kafka-operator --bin kafka-operator)
+  local binary="$target/release/kafka-operator"
   cc_base
   local cc
   cc=$(cc_base_tar)
