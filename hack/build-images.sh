@@ -244,8 +244,8 @@ build_kafka() {
 }
 
 # The base of the operator's image: what a distroless "cc" image holds (the C runtime and CA
-# certificates), extracted without a shell or package manager, plus zlib, which the operator's
-# binary links (librdkafka's compression). Its users and CA bundle come with the operator's layer.
+# certificates), extracted without a shell or package manager, and zlib, which the operator's
+# binary links (librdkafka's compression; distroless's cc-debian12 carries it too). Its users and CA bundle come with the operator's layer.
 cc_base() {
   base_rootfs "debian-$DEBIAN_SUITE-cc" extract "libc6,libgcc-s1,zlib1g,ca-certificates,netbase,tzdata"
 }
