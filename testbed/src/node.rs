@@ -316,8 +316,10 @@ impl LocalNode {
         node.start_containerd(&images).await?;
         node.start_coredns(kube).await?;
         node.start_scheduler(kube, &bin)?;
-        node.start_proxy(kube, &bin).await?;
+        // The kubelet before kube-proxy: kube-proxy waits up to 30 s for its Node object,
+        // which the kubelet registers within a second.
         node.start_kubelet(kube, &bin)?;
+        node.start_proxy(kube, &bin).await?;
         let client = kube.admin_client().await?;
         node.wait_ready(&client).await?;
         ensure_storage(&client).await?;
@@ -1382,9 +1384,10 @@ async fn recycle_once(
         match phase {
             "Available" | "Pending" | "" => available += 1,
             "Released" | "Failed" => {
+                // Wiped before the volume goes, so a volume seen gone is a directory gone.
                 let name = pv.name_any();
-                volumes.delete(&name, &DeleteParams::default()).await?;
                 let _ = std::fs::remove_dir_all(dir.join(&name));
+                volumes.delete(&name, &DeleteParams::default()).await?;
             }
             _ => {}
         }
@@ -1449,4 +1452,36 @@ pub fn tear_down_at_exit(node: LocalNode) -> SharedNode {
     });
     *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(node);
     shared.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path(r"/tmp/a\040b/c\011d"), "/tmp/a b/c\td");
+        assert_eq!(unescape_mount_path(r"/plain/path"), "/plain/path");
+        // A backslash not followed by three octal digits stays as it is.
+        assert_eq!(unescape_mount_path(r"/odd\09"), r"/odd\09");
+    }
+
+    #[test]
+    fn rule_listings_split_like_the_shell() {
+        assert_eq!(
+            shell_words(
+                r#"INPUT -m comment --comment "kubernetes firewall rule" -j KUBE-FIREWALL"#
+            ),
+            vec![
+                "INPUT",
+                "-m",
+                "comment",
+                "--comment",
+                "kubernetes firewall rule",
+                "-j",
+                "KUBE-FIREWALL"
+            ]
+        );
+        assert_eq!(shell_words("  a  b "), vec!["a", "b"]);
+    }
 }
