@@ -302,6 +302,131 @@ exec sleep infinity
     assert!(!ok, "a name outside cluster.local resolved");
 }
 
+/// A pod of the Kafka image under the brokers' security settings whose `/data` is a claim of
+/// the default class.
+fn pod_with_claim(name: &str, claim: &str, script: &str) -> String {
+    let pod = restricted_pod(name, script);
+    pod.replace(
+        "      volumeMounts:\n",
+        "      volumeMounts:\n        - name: data\n          mountPath: /data\n",
+    )
+    .replace(
+        "  volumes:\n",
+        &format!("  volumes:\n    - name: data\n      persistentVolumeClaim:\n        claimName: {claim}\n"),
+    )
+}
+
+fn claim(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n"
+    )
+}
+
+#[tokio::test]
+async fn a_claim_gets_a_local_volume_that_is_wiped_once_released() {
+    let ns = "node-volume";
+    let client = namespace(ns).await;
+    let script = "set -e\nstat -c %g /data > /tmp/group\nls -A /data > /tmp/listing\necho kept > /data/file\ntouch /tmp/ready\nexec sleep infinity\n";
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&format!(
+            "{}---\n{}",
+            claim("first"),
+            pod_with_claim("writer", "first", script)
+        )),
+    )
+    .await;
+    assert!(ok, "{err}");
+    wait_pod_ready(&client, ns, "writer", Duration::from_secs(120)).await;
+    let (ok, group, err) = kubectl(
+        &["exec", "-n", ns, "writer", "--", "cat", "/tmp/group"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        group.trim(),
+        "1000",
+        "fsGroup not applied to the local volume"
+    );
+    let (_, volume, _) = kubectl(
+        &[
+            "get",
+            "pvc",
+            "-n",
+            ns,
+            "first",
+            "-o",
+            "jsonpath={.spec.volumeName}",
+        ],
+        None,
+    )
+    .await;
+    assert!(!volume.is_empty(), "claim not bound");
+    let (_, path, _) = kubectl(
+        &["get", "pv", &volume, "-o", "jsonpath={.spec.local.path}"],
+        None,
+    )
+    .await;
+    let written = std::path::Path::new(&path).join("file");
+    assert_eq!(
+        std::fs::read_to_string(&written).ok().as_deref(),
+        Some("kept\n"),
+        "the pod's write is not in the local volume's directory {path}"
+    );
+
+    // Released: the volume is deleted and its directory wiped; a new claim gets an empty one.
+    let (ok, _, err) = kubectl(
+        &[
+            "delete",
+            "-n",
+            ns,
+            "pod/writer",
+            "pvc/first",
+            "--wait=true",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    eventually(
+        &format!("released volume {volume} replaced"),
+        Duration::from_secs(60),
+        || {
+            let volume = volume.clone();
+            async move {
+                let (_, out, _) =
+                    kubectl(&["get", "pv", &volume, "--ignore-not-found"], None).await;
+                out.trim().is_empty().then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "{path} was not wiped"
+    );
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&format!(
+            "{}---\n{}",
+            claim("second"),
+            pod_with_claim("reader", "second", script)
+        )),
+    )
+    .await;
+    assert!(ok, "{err}");
+    wait_pod_ready(&client, ns, "reader", Duration::from_secs(120)).await;
+    let (ok, listing, err) = kubectl(
+        &["exec", "-n", ns, "reader", "--", "cat", "/tmp/listing"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(listing.trim(), "", "a new claim's volume was not empty");
+}
+
 /// A small KRaft cluster: 3 brokers and 3 controllers on local volumes, sized for two cores.
 const KRAFT_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
 kind: KafkaCluster
