@@ -4,10 +4,12 @@
 # hack/cache.sh): no registry is reachable, so every image a pod names is built here.
 #   pause      PAUSE_IMAGE, containerd's sandbox image (hack/images/pause.c, static)
 #   kafka      apache/kafka:<KAFKA_VERSION>: the official image's layout (Kafka under /opt/kafka
-#              with its bin/ scripts, user appuser, uid 1000) on a Debian JRE
+#              with its bin/ scripts, user appuser, uid 1000) on a Debian JRE; the same for
+#              KAFKA_ZK_VERSION (kafka-zookeeper-mode) or any version (kafka:VERSION)
 #   operator   kafka-operator:<crate version>: `cargo build --release -p kafka-operator` on a
 #              distroless-like Debian base (libc6, libgcc-s1, CA certificates; user 65532)
-# Usage: hack/build-images.sh [pause|kafka|operator]...   (default: all three)
+# Usage: hack/build-images.sh [pause|kafka|kafka-zookeeper-mode|kafka:VERSION|operator]...
+#        (default: pause, kafka and operator)
 #        hack/build-images.sh --archive REF               prints where REF's archive is
 # The Debian root filesystems come from the machine's own apt sources (mmdebstrap, see
 # hack/node-deps.sh), each built once and shared by every image on it. Idempotent: an image
@@ -295,6 +297,9 @@ for image in "${wanted[@]}"; do
   case "$image" in
     pause) build_pause ;;
     kafka) build_kafka "$KAFKA_VERSION" ;;
+    # The default image of ZooKeeper mode (the last Kafka line that had it); built on demand.
+    kafka-zookeeper-mode) build_kafka "$KAFKA_ZK_VERSION" ;;
+    kafka:*) build_kafka "${image#kafka:}" ;;
     operator) build_operator ;;
     *)
       echo "unknown image $image (known: pause, kafka, operator)" >&2

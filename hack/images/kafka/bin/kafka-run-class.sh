@@ -5,7 +5,7 @@
 #   KAFKA_HEAP_OPTS             heap (default -Xmx256M; kafka-server-start.sh sets -Xmx1G -Xms1G)
 #   KAFKA_JVM_PERFORMANCE_OPTS  GC and JIT flags (default G1 with short pauses)
 #   KAFKA_GC_LOG_OPTS           GC log (set by kafka-server-start.sh)
-#   KAFKA_LOG4J_OPTS            logging configuration (default: config/tools-log4j2.properties)
+#   KAFKA_LOG4J_OPTS            logging configuration (default: config/tools-log4j*.properties)
 #   JMX_PORT, KAFKA_JMX_OPTS    remote JMX, on JMX_PORT when it is set
 #   KAFKA_OPTS, EXTRA_CLASSPATH anything else
 #   LOG_DIR                     where log files go (default <installation>/logs; a server on a
@@ -26,7 +26,8 @@ fi
 
 heap=${KAFKA_HEAP_OPTS:--Xmx256M}
 performance=${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true}
-log4j=${KAFKA_LOG4J_OPTS:--Dlog4j2.configurationFile=$base/config/tools-log4j2.properties}
+# Both logging systems are configured: Kafka 4 logs through log4j 2, the 3.x line through log4j 1.
+log4j=${KAFKA_LOG4J_OPTS:--Dlog4j2.configurationFile=$base/config/tools-log4j2.properties -Dlog4j.configuration=file:$base/config/tools-log4j.properties}
 jmx=
 if [ -n "${JMX_PORT:-}" ]; then
   jmx="${KAFKA_JMX_OPTS:--Dcom.sun.management.jmxremote -Dcom.sun.management.jmxremote.authenticate=false -Dcom.sun.management.jmxremote.ssl=false} -Dcom.sun.management.jmxremote.port=$JMX_PORT"
