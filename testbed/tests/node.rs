@@ -504,6 +504,50 @@ async fn the_operator_deployment_runs_a_kraft_cluster_that_serves_messages() {
     .await;
     let operator_name = operator.name_any();
 
+    // kubectl port-forward (API server -> kubelet -> containerd, into the pod's namespace) to the
+    // operator's metrics port.
+    let port = kafka_operator_testbed::process::free_port().expect("free port");
+    let mut forward = tokio::process::Command::new(kafka_operator_testbed::kube::kubectl_path())
+        .arg(format!(
+            "--kubeconfig={}",
+            testbed().kube.kubeconfig().display()
+        ))
+        .args([
+            "port-forward",
+            "-n",
+            "kafka-operator",
+            &format!("pod/{operator_name}"),
+            &format!("{port}:8080"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl port-forward");
+    let metrics = eventually(
+        "the operator's metrics through port-forward",
+        Duration::from_secs(30),
+        || async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .await
+                .ok()?;
+            let mut body = String::new();
+            stream.read_to_string(&mut body).await.ok()?;
+            body.contains("kafka_operator_").then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
+        "{metrics}"
+    );
+    let _ = forward.kill().await;
+
     let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(KRAFT_CLUSTER)).await;
     assert!(ok, "{err}");
     let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(&client_pod())).await;
