@@ -154,8 +154,12 @@ impl NodeNetwork {
             ("net/bridge/bridge-nf-call-iptables", "1"),
         ] {
             let path = Path::new("/proc/sys").join(key);
-            let old = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let old = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading {} (the bridge settings need the br_netfilter module: modprobe br_netfilter)",
+                    path.display()
+                )
+            })?;
             std::fs::write(&path, value).with_context(|| format!("setting {}", path.display()))?;
             self.sysctls.push((path, old.trim().to_string()));
         }
