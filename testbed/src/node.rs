@@ -19,6 +19,7 @@
 //!
 //! Needs root and the packages of `hack/node-deps.sh`.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -57,6 +58,12 @@ const SPARE_VOLUMES: usize = 4;
 const VOLUME_CAPACITY: &str = "200Gi";
 /// The containerd namespace the CRI plugin keeps Kubernetes' images and containers in.
 const CRI_NAMESPACE: &str = "k8s.io";
+
+/// The kernel settings the node needs, and their values for it.
+const NODE_SYSCTLS: [(&str, &str); 2] = [
+    ("net/ipv4/ip_forward", "1"),
+    ("net/bridge/bridge-nf-call-iptables", "1"),
+];
 
 /// Where the node's state lives: fixed, so a later run finds what a killed one left.
 fn node_dir(index: u8) -> PathBuf {
@@ -149,19 +156,37 @@ impl NodeNetwork {
         // Pods on one bridge reach each other through Services only if bridged traffic passes
         // iptables (kube-proxy's rewrites), and through the host only if it forwards.
         run("modprobe", &["br_netfilter"]).ok();
-        for (key, value) in [
-            ("net/ipv4/ip_forward", "1"),
-            ("net/bridge/bridge-nf-call-iptables", "1"),
-        ] {
+        // The machine's own values are kept in a file until they are restored, so that a run
+        // that was killed before restoring them still hands the right ones to the next run.
+        let saved = sysctl_file(self.index);
+        let mut originals: BTreeMap<String, String> = std::fs::read_to_string(&saved)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (key, _) in NODE_SYSCTLS {
             let path = Path::new("/proc/sys").join(key);
-            let old = std::fs::read_to_string(&path).with_context(|| {
+            let current = std::fs::read_to_string(&path).with_context(|| {
                 format!(
                     "reading {} (the bridge settings need the br_netfilter module: modprobe br_netfilter)",
                     path.display()
                 )
             })?;
+            let old = originals
+                .entry(key.to_string())
+                .or_insert_with(|| current.trim().to_string())
+                .clone();
+            self.sysctls.push((path, old));
+        }
+        let listing: String = originals
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        std::fs::write(&saved, listing).with_context(|| format!("writing {}", saved.display()))?;
+        for (key, value) in NODE_SYSCTLS {
+            let path = Path::new("/proc/sys").join(key);
             std::fs::write(&path, value).with_context(|| format!("setting {}", path.display()))?;
-            self.sysctls.push((path, old.trim().to_string()));
         }
         // The guard: forwarded traffic from or to pod addresses stays on the testbed's bridges.
         let _ = run("iptables", &["-N", GUARD_CHAIN]);
@@ -209,7 +234,13 @@ impl NodeNetwork {
         for (path, old) in self.sysctls.drain(..) {
             let _ = std::fs::write(&path, old);
         }
+        let _ = std::fs::remove_file(sysctl_file(self.index));
     }
+}
+
+/// Where node `index` keeps the machine's sysctl values it changed, until it restores them.
+fn sysctl_file(index: u8) -> PathBuf {
+    std::env::temp_dir().join(format!("kafka-operator-node-{index}.sysctl"))
 }
 
 impl Drop for NodeNetwork {
