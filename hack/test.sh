@@ -8,9 +8,12 @@ cd "$root"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "testbed: Kubernetes and Kafka jars (cached in ${KAFKA_OPERATOR_CACHE:-~/.cache/kafka-operator})"
+step "testbed: Kubernetes, Kafka jars, the node's packages, CoreDNS and images (cached in ${KAFKA_OPERATOR_CACHE:-~/.cache/kafka-operator})"
 hack/build-k8s.sh
 hack/fetch-kafka.sh
+hack/node-deps.sh
+hack/build-coredns.sh
+hack/build-images.sh
 
 step "formatting"
 cargo fmt --all -- --check

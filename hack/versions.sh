@@ -6,3 +6,11 @@ KAFKA_VERSION=4.3.2
 # ZooKeeper-mode tests need the last Kafka line that still had ZooKeeper.
 KAFKA_ZK_VERSION=3.9.2
 ZOOKEEPER_VERSION=3.8.4
+# The node's cluster DNS (hack/build-coredns.sh).
+COREDNS_VERSION=v1.15.0
+# The Debian release the images' root filesystems come from (from the machine's own apt
+# sources, hack/build-images.sh), and the JRE the Kafka images run on.
+DEBIAN_SUITE=bookworm
+KAFKA_IMAGE_JRE=openjdk-17-jre-headless
+# containerd's sandbox image; the testbed builds it (hack/images/pause.c).
+PAUSE_IMAGE=kafka-operator-testbed/pause:1

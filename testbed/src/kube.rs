@@ -3,10 +3,14 @@
 //!
 //! No kubelet and no scheduler: StatefulSets create Pods that stay Pending, which is all the
 //! operator needs to be tested against (tests play the kubelet where pods must become ready).
+//! A real node ([`crate::node::LocalNode`]) adds them; its pods reach the API server at the
+//! address given in [`KubeOptions::address`] (the node bridge's gateway), which is also the
+//! endpoint of the `kubernetes` Service.
 //! The API server enforces RBAC; [`LocalKube::service_account_client`] gives a client with
 //! exactly the permissions of a ServiceAccount, so the operator runs under the RBAC of
 //! `deploy/` and a missing permission fails a test.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,7 +22,40 @@ use kube::{Api, Client, Config};
 
 use super::process::{ManagedProcess, cache_dir, free_port, pinned_version, project_root};
 
+fn free_port_on(address: Ipv4Addr) -> std::io::Result<u16> {
+    if address.is_loopback() {
+        return free_port();
+    }
+    let listener = std::net::TcpListener::bind((address, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
 const ADMIN_TOKEN: &str = "kafka-operator-testbed-admin";
+
+/// The Service ClusterIP range: virtual addresses that only kube-proxy's rules on this machine
+/// give a meaning to (the node routes the range into its own bridge, so none leaves it).
+pub const SERVICE_CIDR: &str = "10.0.0.0/24";
+
+/// How a [`LocalKube`] is started.
+#[derive(Clone, Debug)]
+pub struct KubeOptions {
+    /// Manifests applied (server-side) before kube-controller-manager starts, see
+    /// [`LocalKube::start_with`].
+    pub manifests: Vec<PathBuf>,
+    /// The address kube-apiserver binds to and advertises (the `kubernetes` Service's
+    /// endpoint). Loopback unless pods must reach it: then an address of this machine that
+    /// they route to, such as a node bridge's gateway, which must exist before the start.
+    pub address: Ipv4Addr,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        KubeOptions {
+            manifests: Vec::new(),
+            address: Ipv4Addr::LOCALHOST,
+        }
+    }
+}
 
 /// A running local control plane. Dropping it stops every process and removes its files.
 pub struct LocalKube {
@@ -44,6 +81,17 @@ impl LocalKube {
     /// their kinds from the first moment, instead of after its next discovery round (every
     /// 30 s), so objects owned by custom resources are collected at once.
     pub async fn start_with(manifests: &[PathBuf]) -> anyhow::Result<LocalKube> {
+        Self::start_with_options(KubeOptions {
+            manifests: manifests.to_vec(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Starts the control plane as `options` say.
+    pub async fn start_with_options(options: KubeOptions) -> anyhow::Result<LocalKube> {
+        let manifests = &options.manifests;
+        let address = options.address;
         let bin = ensure_binaries().await?;
         let dir = tempfile::Builder::new()
             .prefix("kafka-operator-kube-")
@@ -85,7 +133,7 @@ impl LocalKube {
             format!("{ADMIN_TOKEN},testbed-admin,testbed-admin,\"system:masters\"\n"),
         )?;
 
-        let port = free_port()?;
+        let port = free_port_on(address)?;
         let cert_dir = d.join("certs");
         let apiserver = ManagedProcess::spawn(
             "kube-apiserver",
@@ -94,9 +142,11 @@ impl LocalKube {
                 format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
                 format!("--cert-dir={}", cert_dir.display()),
                 format!("--secure-port={port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                format!("--bind-address={address}"),
+                format!("--advertise-address={address}"),
+                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+                // Nodes are reached at the address they report, not by a name no DNS knows.
+                "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
                 "--authorization-mode=RBAC".into(),
                 format!("--token-auth-file={}", d.join("tokens.csv").display()),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
@@ -109,7 +159,7 @@ impl LocalKube {
             &d.join("kube-apiserver.log"),
         )?;
 
-        let server = format!("https://127.0.0.1:{port}");
+        let server = format!("https://{address}:{port}");
         let ca = cert_dir.join("apiserver.crt");
         let kubeconfig = d.join("admin.kubeconfig");
         let mut kube = LocalKube {

@@ -5,4 +5,5 @@ pub mod kafka;
 pub mod kube;
 pub mod kubelet;
 pub mod local;
+pub mod node;
 pub mod process;

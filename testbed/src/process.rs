@@ -69,6 +69,40 @@ impl ManagedProcess {
         &self.name
     }
 
+    /// The process id, while the process has not been waited for.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref()?.id()
+    }
+
+    /// [`stop`](Self::stop) without a runtime, for clean-ups that run in `Drop` or at exit:
+    /// SIGTERM, then SIGKILL after `grace`. Tokio's reaper collects the exit status later.
+    pub fn stop_blocking(&mut self, grace: Duration) {
+        let Some(pid) = self.pid() else {
+            return;
+        };
+        let pid = pid as i32;
+        // SAFETY: signalling our own child by pid; it is not reaped before `child` is dropped,
+        // so the pid cannot have been reused.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline && process_alive(pid) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if process_alive(pid) {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline && process_alive(pid) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.child = None;
+    }
+
     pub fn log_path(&self) -> &Path {
         &self.log
     }
@@ -114,6 +148,18 @@ impl ManagedProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
         }
+    }
+}
+
+/// Whether `pid` runs (a zombie, dead but not yet reaped, does not).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 

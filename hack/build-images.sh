@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Builds the container images the testbed's node runs, as docker-archive tarballs (what
+# `docker save` writes) that `ctr -n k8s.io images import` takes, into <cache>/images (see
+# hack/cache.sh): no registry is reachable, so every image a pod names is built here.
+#   pause      PAUSE_IMAGE, containerd's sandbox image (hack/images/pause.c, static)
+#   kafka      apache/kafka:<KAFKA_VERSION>: the official image's layout (Kafka under /opt/kafka
+#              with its bin/ scripts, user appuser, uid 1000) on a Debian JRE; the same for
+#              KAFKA_ZK_VERSION (kafka-zookeeper-mode) or any version (kafka:VERSION)
+#   operator   kafka-operator:<crate version>: `cargo build --release -p kafka-operator` on a
+#              distroless-like Debian base (libc6, libgcc-s1, CA certificates; user 65532)
+# Usage: hack/build-images.sh [pause|kafka|kafka-zookeeper-mode|kafka:VERSION|operator]...
+#        (default: pause, kafka and operator)
+#        hack/build-images.sh --archive REF               prints where REF's archive is
+# The Debian root filesystems come from the machine's own apt sources (mmdebstrap, see
+# hack/node-deps.sh), each built once and shared by every image on it. Idempotent: an image
+# whose inputs have not changed is not rebuilt (the operator's is rebuilt when its binary is).
+set -euo pipefail
+shopt -s inherit_errexit
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=hack/versions.sh
+source "$root/hack/versions.sh"
+# shellcheck source=hack/cache.sh
+source "$root/hack/cache.sh"
+
+images="$cache/images"
+base="$images/base"
+mkdir -p "$base"
+
+# The archive of an image reference; testbed/src/node.rs computes the same name.
+archive() { echo "$images/${1//[\/:]/_}.tar"; }
+
+if [[ "${1:-}" == "--archive" ]]; then
+  archive "$2"
+  exit 0
+fi
+
+# One build at a time, even when several test binaries start at once.
+exec 9>"$images/.lock"
+flock 9
+# Work directories of a build that failed or was killed.
+trap 'rm -rf "$images"/.stage.* "$images"/.pause.* "$images"/.kafka.* "$images"/.operator.*' EXIT
+rm -rf "$images"/.stage.* "$images"/.pause.* "$images"/.kafka.* "$images"/.operator.*
+
+arch=$(dpkg --print-architecture)
+operator_version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
+
+# The machine's own apt sources, passed to mmdebstrap as files so that no mirror is named here.
+apt_sources() {
+  local files=()
+  shopt -s nullglob
+  files=(/etc/apt/sources.list.d/*.sources)
+  if ((${#files[@]} == 0)) && [[ -s /etc/apt/sources.list ]]; then
+    files=(/etc/apt/sources.list)
+  fi
+  shopt -u nullglob
+  if ((${#files[@]} == 0)); then
+    echo "no apt sources on this machine (/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list); the images' Debian root filesystems are built from them" >&2
+    exit 1
+  fi
+  printf '%s\n' "${files[@]}"
+}
+
+# A Debian root filesystem tarball, built once: base_rootfs NAME VARIANT PACKAGES [HOOK...]
+base_rootfs() {
+  local name=$1 variant=$2 packages=$3
+  shift 3
+  local out="$base/$name.tar"
+  local want="suite=$DEBIAN_SUITE variant=$variant packages=$packages"
+  if [[ -f "$out" && "$(cat "$out.stamp" 2>/dev/null)" == "$want" ]]; then
+    return
+  fi
+  command -v mmdebstrap >/dev/null || {
+    echo "mmdebstrap is missing: run hack/node-deps.sh" >&2
+    exit 1
+  }
+  echo "building the Debian $DEBIAN_SUITE root filesystem $name ($packages)" >&2
+  local sources=()
+  mapfile -t sources < <(apt_sources)
+  local hooks=()
+  for h in "$@"; do hooks+=(--customize-hook="$h"); done
+  mmdebstrap --quiet --mode=root --variant="$variant" --include="$packages" \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --setup-hook='mkdir -p "$1"/usr/share/man/man1' \
+    --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
+    "${hooks[@]}" \
+    "$DEBIAN_SUITE" "$out.part.tar" "${sources[@]}"
+  mv "$out.part.tar" "$out"
+  echo "$want" >"$out.stamp"
+}
+
+# Writes the docker-archive of REF: docker_archive REF CONFIG_JSON LAYER_TAR...
+# CONFIG_JSON is the image config's "config" object (User, Env, Entrypoint, Cmd, ...).
+docker_archive() {
+  local ref=$1 config=$2
+  shift 2
+  local out stage
+  out=$(archive "$ref")
+  stage=$(mktemp -d "$images/.stage.XXXXXX")
+  local diff_ids="" layers="" files=()
+  for layer in "$@"; do
+    local sum
+    sum=$(sha256sum "$layer" | cut -d' ' -f1)
+    mkdir -p "$stage/$sum"
+    ln "$layer" "$stage/$sum/layer.tar" 2>/dev/null || cp "$layer" "$stage/$sum/layer.tar"
+    diff_ids+="${diff_ids:+,}\"sha256:$sum\""
+    layers+="${layers:+,}\"$sum/layer.tar\""
+    files+=("$sum/layer.tar")
+  done
+  printf '{"architecture":"%s","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":[%s]}}' \
+    "$arch" "$config" "$diff_ids" >"$stage/config.json"
+  local config_sum
+  config_sum=$(sha256sum "$stage/config.json" | cut -d' ' -f1)
+  mv "$stage/config.json" "$stage/$config_sum.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":[%s]}]' "$config_sum" "$ref" "$layers" \
+    >"$stage/manifest.json"
+  tar -C "$stage" -cf "$out.tmp" manifest.json "$config_sum.json" "${files[@]}"
+  mv "$out.tmp" "$out"
+  rm -rf "$stage"
+  echo "image $ref in $out" >&2
+}
+
+# A layer tarball of directory DIR, the same bytes for the same content (sorted, fixed times),
+# so an unchanged layer keeps its digest and containerd keeps it once.
+layer_of() {
+  local dir=$1 out=$2
+  chmod 0755 "$dir"
+  tar -C "$dir" --sort=name --mtime=@0 --numeric-owner -cf "$out" .
+}
+
+# Whether REF's archive was built from inputs described by WANT; records WANT otherwise.
+up_to_date() {
+  local out
+  out=$(archive "$1")
+  [[ -f "$out" && "$(cat "$out.stamp" 2>/dev/null)" == "$2" ]]
+}
+stamp() { echo "$2" >"$(archive "$1").stamp"; }
+
+build_pause() {
+  local ref=$PAUSE_IMAGE src="$root/hack/images/pause.c"
+  local want
+  want="pause.c=$(sha256sum "$src" | cut -d' ' -f1)"
+  up_to_date "$ref" "$want" && return
+  local work
+  work=$(mktemp -d "$images/.pause.XXXXXX")
+  mkdir -p "$work/root"
+  gcc -static -Os -s -o "$work/root/pause" "$src"
+  layer_of "$work/root" "$work/layer.tar"
+  docker_archive "$ref" '{"Entrypoint":["/pause"],"User":"65535:65535"}' "$work/layer.tar"
+  stamp "$ref" "$want"
+  rm -rf "$work"
+}
+
+# Java images (Kafka now; ZooKeeper, cp-kafka and the JMX exporter later) share this base.
+jre_base() {
+  base_rootfs "debian-$DEBIAN_SUITE-$KAFKA_IMAGE_JRE" essential "$KAFKA_IMAGE_JRE,bash,ca-certificates"
+}
+jre_base_tar() { echo "$base/debian-$DEBIAN_SUITE-$KAFKA_IMAGE_JRE.tar"; }
+
+# The command-line tools of Kafka's distribution and the classes they run, first match wins
+# (Kafka moved several tools between packages over its releases).
+kafka_tools=(
+  "kafka-storage kafka.tools.StorageTool"
+  "kafka-topics org.apache.kafka.tools.TopicCommand kafka.admin.TopicCommand"
+  "kafka-console-producer org.apache.kafka.tools.ConsoleProducer kafka.tools.ConsoleProducer"
+  "kafka-console-consumer org.apache.kafka.tools.consumer.ConsoleConsumer kafka.tools.ConsoleConsumer"
+  "kafka-consumer-groups org.apache.kafka.tools.consumer.group.ConsumerGroupCommand kafka.admin.ConsumerGroupCommand"
+  "kafka-configs org.apache.kafka.tools.ConfigCommand kafka.admin.ConfigCommand"
+  "kafka-reassign-partitions org.apache.kafka.tools.reassign.ReassignPartitionsCommand kafka.admin.ReassignPartitionsCommand"
+  "kafka-leader-election org.apache.kafka.tools.LeaderElectionCommand kafka.admin.LeaderElectionCommand"
+  "kafka-log-dirs org.apache.kafka.tools.LogDirsCommand kafka.admin.LogDirsCommand"
+  "kafka-metadata-quorum org.apache.kafka.tools.MetadataQuorumCommand"
+  "kafka-features org.apache.kafka.tools.FeatureCommand kafka.admin.FeatureCommand"
+  "kafka-cluster org.apache.kafka.tools.ClusterTool kafka.tools.ClusterTool"
+  "kafka-broker-api-versions org.apache.kafka.tools.BrokerApiVersionsCommand kafka.admin.BrokerApiVersionsCommand"
+  "kafka-acls org.apache.kafka.tools.AclCommand kafka.admin.AclCommand"
+  "kafka-delete-records org.apache.kafka.tools.DeleteRecordsCommand kafka.admin.DeleteRecordsCommand"
+  "kafka-transactions org.apache.kafka.tools.TransactionsCommand"
+  "kafka-get-offsets org.apache.kafka.tools.GetOffsetShell kafka.tools.GetOffsetShell"
+  "kafka-dump-log org.apache.kafka.tools.DumpLogSegments kafka.tools.DumpLogSegments"
+  "kafka-producer-perf-test org.apache.kafka.tools.ProducerPerformance"
+  "kafka-consumer-perf-test org.apache.kafka.tools.ConsumerPerformance kafka.tools.ConsumerPerformance"
+)
+
+build_kafka() {
+  local version=$1 ref="apache/kafka:$1"
+  "$root/hack/fetch-kafka.sh" "$version"
+  local libs="$cache/kafka/$version/libs"
+  jre_base
+  local jre
+  jre=$(jre_base_tar)
+  local want
+  want="base=$(cat "$jre.stamp") libs=$(ls "$libs" | sha256sum | cut -c1-16) scripts=$(
+    cd "$root/hack/images/kafka" && find . -type f | sort | xargs sha256sum | sha256sum | cut -c1-16
+  ) builder=$(sha256sum "$0" | cut -c1-16)"
+  up_to_date "$ref" "$want" && return
+
+  echo "building image $ref" >&2
+  local work
+  work=$(mktemp -d "$images/.kafka.XXXXXX")
+  local r="$work/root"
+  mkdir -p "$r"
+  # The user of the official image: appuser, uid 1000, in a group of its own.
+  mkdir -p "$r/etc"
+  tar -xOf "$jre" ./etc/passwd >"$r/etc/passwd"
+  tar -xOf "$jre" ./etc/group >"$r/etc/group"
+  echo "appuser:x:1000:1000::/home/appuser:/bin/bash" >>"$r/etc/passwd"
+  echo "appuser:x:1000:" >>"$r/etc/group"
+  chmod 0644 "$r/etc/passwd" "$r/etc/group"
+
+  install -d -o 1000 -g 1000 "$r/opt/kafka" "$r/opt/kafka/bin" "$r/opt/kafka/config" \
+    "$r/opt/kafka/libs" "$r/home/appuser" "$r/mnt/shared/config" "$r/usr/logs"
+  install -d -o 1000 -g 0 -m 0775 "$r/var/lib/kafka" "$r/var/lib/kafka/data" "$r/etc/kafka" \
+    "$r/etc/kafka/secrets" "$r/etc/kafka/docker"
+  cp "$libs"/*.jar "$r/opt/kafka/libs/"
+  cp "$root/hack/images/kafka/bin/"* "$r/opt/kafka/bin/"
+  cp "$root/hack/images/kafka/config/"* "$r/opt/kafka/config/"
+  cp "$root/hack/images/kafka/docker/run" "$r/etc/kafka/docker/run"
+
+  # One script per tool, running the class this Kafka version has.
+  local classes
+  classes=$(for j in "$libs"/*.jar; do unzip -Z1 "$j" 2>/dev/null; done | sed -n 's/\.class$//p' | tr / .)
+  local line tool class found
+  for line in "${kafka_tools[@]}"; do
+    read -r tool classes_wanted <<<"$line"
+    found=
+    for class in $classes_wanted; do
+      if grep -qxF "$class" <<<"$classes"; then found=$class; break; fi
+    done
+    [[ -n "$found" ]] || continue
+    printf '#!/bin/bash\n# %s: runs %s of this Kafka installation.\nexec "$(dirname "$0")/kafka-run-class.sh" %s "$@"\n' \
+      "$tool" "$found" "$found" >"$r/opt/kafka/bin/$tool.sh"
+  done
+  chown -R 1000:1000 "$r/opt/kafka"
+  chmod 0755 "$r/opt/kafka/bin/"* "$r/etc/kafka/docker/run"
+  chmod -R a+rX "$r/opt/kafka"
+
+  layer_of "$r" "$work/layer.tar"
+  local java_home="/usr/lib/jvm/java-${KAFKA_IMAGE_JRE#openjdk-}"
+  java_home="${java_home%-jre-headless}-openjdk-$arch"
+  docker_archive "$ref" "$(printf '{"User":"appuser","WorkingDir":"/","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=%s","KAFKA_VERSION=%s"],"Cmd":["/etc/kafka/docker/run"],"ExposedPorts":{"9092/tcp":{}},"Volumes":{"/etc/kafka/secrets":{},"/var/lib/kafka/data":{},"/mnt/shared/config":{}}}' "$java_home" "$version")" \
+    "$jre" "$work/layer.tar"
+  stamp "$ref" "$want"
+  rm -rf "$work"
+}
+
+# The base of the operator's image: what a distroless "cc" image holds (the C runtime and CA
+# certificates), extracted without a shell or package manager, and zlib, which the operator's
+# binary links (librdkafka's compression; distroless's cc-debian12 carries it too). Its users and CA bundle come with the operator's layer.
+cc_base() {
+  base_rootfs "debian-$DEBIAN_SUITE-cc" extract "libc6,libgcc-s1,zlib1g,ca-certificates,netbase,tzdata"
+}
+cc_base_tar() { echo "$base/debian-$DEBIAN_SUITE-cc.tar"; }
+
+build_operator() {
+  local ref="kafka-operator:$operator_version"
+  echo "building the operator (cargo build --release -p kafka-operator)" >&2
+  # The image's release build has a target directory in the cache, shared by every clone of
+  # this machine (CI builds in a fresh one): the dependencies, librdkafka among them, are
+  # compiled once, and cargo's lock on the directory serialises builds that start together.
+  local target="$cache/cargo/target"
+  (cd "$root" && CARGO_TARGET_DIR="$target" cargo build --quiet --release --locked -p kafka-operator --bin kafka-operator)
+  local binary="$target/release/kafka-operator"
+  cc_base
+  local cc
+  cc=$(cc_base_tar)
+  local want
+  want="base=$(cat "$cc.stamp") binary=$(sha256sum "$binary" | cut -c1-16) builder=$(sha256sum "$0" | cut -c1-16)"
+  up_to_date "$ref" "$want" && return
+
+  local work
+  work=$(mktemp -d "$images/.operator.XXXXXX")
+  local r="$work/root"
+  install -D -m 0755 "$binary" "$r/usr/local/bin/kafka-operator"
+  strip "$r/usr/local/bin/kafka-operator" 2>/dev/null || true
+  # What distroless adds to its packages: users root and nonroot (65532), a CA bundle (the
+  # package's maintainer script, which extraction does not run, would have made it), /tmp.
+  mkdir -p "$r/etc/ssl/certs" "$r/tmp" "$r/home/nonroot" "$r/root"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$r/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n' >"$r/etc/group"
+  tar -xOf "$cc" --wildcards './usr/share/ca-certificates/mozilla/*.crt' >"$r/etc/ssl/certs/ca-certificates.crt"
+  chmod 0644 "$r/etc/passwd" "$r/etc/group" "$r/etc/ssl/certs/ca-certificates.crt"
+  chmod 1777 "$r/tmp"
+  chmod 0700 "$r/root"
+  chown 65532:65532 "$r/home/nonroot"
+  layer_of "$work/root" "$work/layer.tar"
+  docker_archive "$ref" '{"User":"65532:65532","WorkingDir":"/home/nonroot","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"],"Entrypoint":["/usr/local/bin/kafka-operator"],"Cmd":["run","--metrics-addr","0.0.0.0:8080"]}' \
+    "$cc" "$work/layer.tar"
+  stamp "$ref" "$want"
+  rm -rf "$work"
+}
+
+wanted=("$@")
+((${#wanted[@]} > 0)) || wanted=(pause kafka operator)
+for image in "${wanted[@]}"; do
+  case "$image" in
+    pause) build_pause ;;
+    kafka) build_kafka "$KAFKA_VERSION" ;;
+    # The default image of ZooKeeper mode (the last Kafka line that had it); built on demand.
+    kafka-zookeeper-mode) build_kafka "$KAFKA_ZK_VERSION" ;;
+    kafka:*) build_kafka "${image#kafka:}" ;;
+    operator) build_operator ;;
+    *)
+      echo "unknown image $image (known: pause, kafka, operator)" >&2
+      exit 1
+      ;;
+  esac
+done

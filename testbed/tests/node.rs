@@ -1,0 +1,659 @@
+//! The testbed's real node: containerd, the kubelet, kube-proxy, kube-scheduler and CoreDNS on
+//! this machine, pods from the images `hack/build-images.sh` built. One control plane and one
+//! node for all tests of this file (started on first use, torn down when the binary exits);
+//! each test works in a namespace of its own.
+//!
+//! Needs root (the node makes a bridge, network namespaces, mounts and iptables rules).
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+
+use kafka_operator::api::{KafkaCluster, Phase};
+use kafka_operator_testbed::kube::{KubeOptions, LocalKube};
+use kafka_operator_testbed::node::{
+    LocalNode, NodeNetwork, NodeOptions, SharedNode, ensure_default_service_account,
+    tear_down_at_exit,
+};
+use kafka_operator_testbed::process::{pinned_version, project_root};
+
+struct Testbed {
+    kube: LocalKube,
+    node: SharedNode,
+    node_name: String,
+}
+
+static TESTBED: OnceLock<Testbed> = OnceLock::new();
+
+/// The shared control plane and node. Their processes belong to a runtime on a thread of its
+/// own, so they outlive each test's runtime.
+fn testbed() -> &'static Testbed {
+    TESTBED.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn,kube_client=off,kafka_operator_testbed=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("testbed runtime");
+            runtime.block_on(async move {
+                let result = async {
+                    let started = Instant::now();
+                    let network = NodeNetwork::create()?;
+                    let kube = LocalKube::start_with_options(KubeOptions {
+                        manifests: vec![project_root().join("deploy/kafka-operator.yaml")],
+                        address: network.gateway(),
+                    })
+                    .await?;
+                    let node = LocalNode::start(&kube, network, NodeOptions::default()).await?;
+                    eprintln!(
+                        "node {} Ready after {:?}; logs in {}",
+                        node.name(),
+                        started.elapsed(),
+                        node.log_dir().display()
+                    );
+                    let node_name = node.name().to_string();
+                    anyhow::Ok(Testbed {
+                        kube,
+                        node: tear_down_at_exit(node),
+                        node_name,
+                    })
+                }
+                .await;
+                tx.send(result).expect("testbed channel");
+                std::future::pending::<()>().await;
+            });
+        });
+        match rx.recv().expect("testbed thread") {
+            Ok(testbed) => testbed,
+            Err(e) => panic!("starting the node testbed: {e:#}"),
+        }
+    })
+}
+
+async fn namespace(name: &str) -> Client {
+    let client = testbed().kube.admin_client().await.expect("admin client");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    ensure_default_service_account(&client, name)
+        .await
+        .expect("default ServiceAccount");
+    client
+}
+
+/// kubectl as admin; returns (success, stdout, stderr).
+async fn kubectl(args: &[&str], input: Option<&str>) -> (bool, String, String) {
+    let out = testbed()
+        .kube
+        .kubectl_with_input(args, input)
+        .await
+        .expect("run kubectl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The node's log tail, for a failure message.
+fn node_log(process: &str) -> String {
+    let node = testbed().node.lock().unwrap_or_else(|e| e.into_inner());
+    node.as_ref()
+        .map(|n| n.log_tail(process, 30))
+        .unwrap_or_default()
+}
+
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\nkubelet log:\n{}",
+                node_log("kubelet")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn wait_pod_ready(client: &Client, ns: &str, name: &str, timeout: Duration) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("pod {ns}/{name} Ready"), timeout, || {
+        let pods = pods.clone();
+        async move { pods.get_opt(name).await.ok().flatten().filter(pod_ready) }
+    })
+    .await
+}
+
+fn kafka_image() -> String {
+    format!(
+        "apache/kafka:{}",
+        pinned_version("KAFKA_VERSION").expect("KAFKA_VERSION")
+    )
+}
+
+/// A pod of the Kafka image under the security settings the operator gives its brokers, with
+/// `script` as its command; Ready once the script has touched /tmp/ready.
+fn restricted_pod(name: &str, script: &str) -> String {
+    let script = serde_json::to_string(script).expect("script");
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: 2
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 1000
+    runAsGroup: 1000
+    fsGroup: 1000
+    seccompProfile:
+      type: RuntimeDefault
+  containers:
+    - name: main
+      image: {image}
+      command: ["bash", "-c", {script}]
+      env:
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+      readinessProbe:
+        exec:
+          command: ["cat", "/tmp/ready"]
+        periodSeconds: 1
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        runAsNonRoot: true
+        capabilities:
+          drop: ["ALL"]
+      volumeMounts:
+        - name: scratch
+          mountPath: /tmp
+  volumes:
+    - name: scratch
+      emptyDir: {{}}
+"#,
+        image = kafka_image(),
+    )
+}
+
+#[tokio::test]
+async fn a_restricted_pod_runs_ready_and_resolves_cluster_dns() {
+    let ns = "node-pod";
+    let client = namespace(ns).await;
+    let script = r#"set -e
+getent hosts kubernetes.default.svc.cluster.local > /tmp/resolved
+# The API server through its Service: kube-proxy's rewrite of the ClusterIP, then the gateway.
+exec 3<>/dev/tcp/kubernetes.default.svc.cluster.local/443
+exec 3>&-
+# The image's JRE and Kafka tools run as uid 1000 on a read-only root filesystem.
+LOG_DIR=/tmp/logs /opt/kafka/bin/kafka-storage.sh random-uuid > /tmp/uuid
+stat -c %g /tmp > /tmp/group
+if touch /opt/kafka/written 2>/dev/null; then echo "root filesystem is writable"; exit 1; fi
+echo "ready as $(id -u):$(id -g) in $POD_NAME"
+touch /tmp/ready
+exec sleep infinity
+"#;
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&restricted_pod("restricted", script)),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let pod = wait_pod_ready(&client, ns, "restricted", Duration::from_secs(180)).await;
+
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod IP");
+    assert!(
+        ip.starts_with("10.244.0."),
+        "pod IP {ip} not on the node's bridge"
+    );
+    assert_eq!(
+        pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some(testbed().node_name.as_str())
+    );
+
+    // kubectl exec and logs go API server -> kubelet -> containerd.
+    let (ok, resolved, err) = kubectl(
+        &["exec", "-n", ns, "restricted", "--", "cat", "/tmp/resolved"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        resolved.trim_start().starts_with("10.0.0.1 "),
+        "kubernetes.default.svc.cluster.local resolved to {resolved:?}, not the first Service address"
+    );
+    let (ok, group, err) = kubectl(
+        &["exec", "-n", ns, "restricted", "--", "cat", "/tmp/group"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(group.trim(), "1000", "fsGroup not applied to the emptyDir");
+    let (ok, uuid, err) = kubectl(
+        &["exec", "-n", ns, "restricted", "--", "cat", "/tmp/uuid"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        uuid.trim().len(),
+        22,
+        "kafka-storage.sh random-uuid printed {uuid:?}"
+    );
+    let (ok, logs, err) = kubectl(&["logs", "-n", ns, "restricted"], None).await;
+    assert!(ok, "{err}");
+    assert!(logs.contains("ready as 1000:1000 in restricted"), "{logs}");
+
+    // A name outside the cluster gets no answer from anywhere: nothing is forwarded upstream.
+    let (ok, _, _) = kubectl(
+        &[
+            "exec",
+            "-n",
+            ns,
+            "restricted",
+            "--",
+            "getent",
+            "hosts",
+            "example.org",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok, "a name outside cluster.local resolved");
+}
+
+/// A pod of the Kafka image under the brokers' security settings whose `/data` is a claim of
+/// the default class.
+fn pod_with_claim(name: &str, claim: &str, script: &str) -> String {
+    let pod = restricted_pod(name, script);
+    pod.replace(
+        "      volumeMounts:\n",
+        "      volumeMounts:\n        - name: data\n          mountPath: /data\n",
+    )
+    .replace(
+        "  volumes:\n",
+        &format!("  volumes:\n    - name: data\n      persistentVolumeClaim:\n        claimName: {claim}\n"),
+    )
+}
+
+fn claim(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n"
+    )
+}
+
+#[tokio::test]
+async fn a_claim_gets_a_local_volume_that_is_wiped_once_released() {
+    let ns = "node-volume";
+    let client = namespace(ns).await;
+    let script = "set -e\nstat -c %g /data > /tmp/group\nls -A /data > /tmp/listing\necho kept > /data/file\ntouch /tmp/ready\nexec sleep infinity\n";
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&format!(
+            "{}---\n{}",
+            claim("first"),
+            pod_with_claim("writer", "first", script)
+        )),
+    )
+    .await;
+    assert!(ok, "{err}");
+    wait_pod_ready(&client, ns, "writer", Duration::from_secs(120)).await;
+    let (ok, group, err) = kubectl(
+        &["exec", "-n", ns, "writer", "--", "cat", "/tmp/group"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        group.trim(),
+        "1000",
+        "fsGroup not applied to the local volume"
+    );
+    let (_, volume, _) = kubectl(
+        &[
+            "get",
+            "pvc",
+            "-n",
+            ns,
+            "first",
+            "-o",
+            "jsonpath={.spec.volumeName}",
+        ],
+        None,
+    )
+    .await;
+    assert!(!volume.is_empty(), "claim not bound");
+    let (_, path, _) = kubectl(
+        &["get", "pv", &volume, "-o", "jsonpath={.spec.local.path}"],
+        None,
+    )
+    .await;
+    let written = std::path::Path::new(&path).join("file");
+    assert_eq!(
+        std::fs::read_to_string(&written).ok().as_deref(),
+        Some("kept\n"),
+        "the pod's write is not in the local volume's directory {path}"
+    );
+
+    // Released: the volume is deleted and its directory wiped; a new claim gets an empty one.
+    let (ok, _, err) = kubectl(
+        &[
+            "delete",
+            "-n",
+            ns,
+            "pod/writer",
+            "pvc/first",
+            "--wait=true",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    eventually(
+        &format!("released volume {volume} replaced"),
+        Duration::from_secs(60),
+        || {
+            let volume = volume.clone();
+            async move {
+                let (_, out, _) =
+                    kubectl(&["get", "pv", &volume, "--ignore-not-found"], None).await;
+                out.trim().is_empty().then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "{path} was not wiped"
+    );
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&format!(
+            "{}---\n{}",
+            claim("second"),
+            pod_with_claim("reader", "second", script)
+        )),
+    )
+    .await;
+    assert!(ok, "{err}");
+    wait_pod_ready(&client, ns, "reader", Duration::from_secs(120)).await;
+    let (ok, listing, err) = kubectl(
+        &["exec", "-n", ns, "reader", "--", "cat", "/tmp/listing"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(listing.trim(), "", "a new claim's volume was not empty");
+}
+
+/// A small KRaft cluster: 3 brokers and 3 controllers on local volumes, sized for two cores.
+const KRAFT_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
+kind: KafkaCluster
+metadata:
+  name: kraft
+spec:
+  brokerCount: 3
+  resources:
+    cpu: 100m
+    memory: 1Gi
+    diskSpace: 1Gi
+  controllers:
+    replicas: 3
+    resources:
+      cpu: 100m
+      memory: 768Mi
+      diskSpace: 1Gi
+  minimumGracePeriod: 30
+  kafkaOptions:
+    minInsyncReplicas: 2
+    autoCreateTopics: false
+    numNetworkThreads: 2
+    numIoThreads: 2
+    config:
+      group.initial.rebalance.delay.ms: "0"
+      offsets.topic.num.partitions: "3"
+      transaction.state.log.num.partitions: "3"
+  topics:
+    - name: orders
+      partitions: 3
+      replicationFactor: 3
+"#;
+
+/// A client pod of the Kafka image for the console tools, so they run as a user's would:
+/// inside the cluster, by the names the cluster's DNS gives.
+fn client_pod() -> String {
+    restricted_pod("kafka-client", "touch /tmp/ready\nexec sleep infinity\n")
+}
+
+async fn exec_in_client(ns: &str, script: &str) -> (bool, String, String) {
+    kubectl(
+        &[
+            "exec",
+            "-n",
+            ns,
+            "kafka-client",
+            "--",
+            "env",
+            "LOG_DIR=/tmp/logs",
+            "KAFKA_HEAP_OPTS=-Xmx128m",
+            "bash",
+            "-c",
+            script,
+        ],
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_operator_deployment_runs_a_kraft_cluster_that_serves_messages() {
+    let ns = "node-kraft";
+    let client = namespace(ns).await;
+
+    // The operator as a user installs it: deploy/kafka-operator.yaml (applied with the control
+    // plane), its image, ServiceAccount, probes and read-only root filesystem.
+    let operators: Api<Pod> = Api::namespaced(client.clone(), "kafka-operator");
+    let operator = eventually("the operator's pod Ready", Duration::from_secs(240), || {
+        let operators = operators.clone();
+        async move {
+            let list = operators.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find(pod_ready)
+        }
+    })
+    .await;
+    let operator_name = operator.name_any();
+
+    // kubectl port-forward (API server -> kubelet -> containerd, into the pod's namespace) to the
+    // operator's metrics port.
+    let port = kafka_operator_testbed::process::free_port().expect("free port");
+    let mut forward = tokio::process::Command::new(kafka_operator_testbed::kube::kubectl_path())
+        .arg(format!(
+            "--kubeconfig={}",
+            testbed().kube.kubeconfig().display()
+        ))
+        .args([
+            "port-forward",
+            "-n",
+            "kafka-operator",
+            &format!("pod/{operator_name}"),
+            &format!("{port}:8080"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl port-forward");
+    let metrics = eventually(
+        "the operator's metrics through port-forward",
+        Duration::from_secs(30),
+        || async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .await
+                .ok()?;
+            let mut body = String::new();
+            stream.read_to_string(&mut body).await.ok()?;
+            body.contains("kafka_operator_").then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
+        "{metrics}"
+    );
+    let _ = forward.kill().await;
+
+    let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(KRAFT_CLUSTER)).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(&client_pod())).await;
+    assert!(ok, "{err}");
+
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    let started = Instant::now();
+    let running = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            if let Ok(kc) = clusters.get("kraft").await
+                && let Some(status) = kc.status.as_ref()
+                && status.phase == Some(Phase::Running)
+                && status.ready_brokers == 3
+            {
+                return kc;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+    .await;
+    let kc = match running {
+        Ok(kc) => kc,
+        Err(_) => {
+            let (_, pods, _) = kubectl(&["get", "pods,pvc", "-n", ns, "-o", "wide"], None).await;
+            let (_, status, _) = kubectl(
+                &["get", "kafkacluster", "-n", ns, "kraft", "-o", "yaml"],
+                None,
+            )
+            .await;
+            let (_, operator_log, _) = kubectl(
+                &["logs", "-n", "kafka-operator", &operator_name, "--tail=40"],
+                None,
+            )
+            .await;
+            let (_, broker_log, _) =
+                kubectl(&["logs", "-n", ns, "kraft-0", "--tail=40"], None).await;
+            panic!(
+                "KafkaCluster not Running with 3 ready brokers after 10 minutes\n{pods}\n{status}\noperator:\n{operator_log}\nkraft-0:\n{broker_log}"
+            );
+        }
+    };
+    eprintln!("KafkaCluster Running after {:?}", started.elapsed());
+    assert!(
+        kc.status
+            .as_ref()
+            .and_then(|s| s.cluster_id.as_ref())
+            .is_some(),
+        "no cluster id in status"
+    );
+
+    // Every data volume is a local volume of the node, bound on first use.
+    let (ok, claims, err) = kubectl(
+        &[
+            "get",
+            "pvc",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={range .items[*]}{.status.phase} {.spec.storageClassName}{\"\\n\"}{end}",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let claims: Vec<&str> = claims.lines().collect();
+    assert_eq!(
+        claims.len(),
+        6,
+        "one claim per broker and controller: {claims:?}"
+    );
+    assert!(
+        claims.iter().all(|c| *c == "Bound testbed-local"),
+        "{claims:?}"
+    );
+
+    wait_pod_ready(&client, ns, "kafka-client", Duration::from_secs(120)).await;
+    // The topic the operator created, as Kafka's own tool describes it.
+    let (ok, described, err) = exec_in_client(
+        ns,
+        "/opt/kafka/bin/kafka-topics.sh --bootstrap-server kraft.node-kraft.svc.cluster.local:9092 --describe --topic orders",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        described.contains("PartitionCount: 3") && described.contains("ReplicationFactor: 3"),
+        "{described}"
+    );
+
+    // Produced through the brokers' headless Service (pod DNS names), acks=all, and consumed
+    // through a per-broker Service's ClusterIP (kube-proxy), by Kafka's console tools.
+    let sent: BTreeSet<String> = (1..=200).map(|i| format!("order-{i}")).collect();
+    let (ok, _, err) = exec_in_client(
+        ns,
+        "for i in $(seq 1 200); do echo order-$i; done | /opt/kafka/bin/kafka-console-producer.sh \
+         --bootstrap-server kraft.node-kraft.svc.cluster.local:9092 --topic orders \
+         --producer-property acks=all --producer-property enable.idempotence=true",
+    )
+    .await;
+    assert!(ok, "producer failed: {err}");
+    let (ok, consumed, err) = exec_in_client(
+        ns,
+        "/opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server kraft-broker-1.node-kraft.svc.cluster.local:9092 \
+         --topic orders --from-beginning --max-messages 200 --timeout-ms 60000 --group node-test",
+    )
+    .await;
+    assert!(ok, "consumer failed: {err}");
+    let received: BTreeSet<String> = consumed.lines().map(str::to_string).collect();
+    assert_eq!(received, sent, "messages read back differ from those sent");
+}
