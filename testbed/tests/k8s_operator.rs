@@ -334,11 +334,19 @@ async fn kraft_cluster_scales_up_refuses_to_shrink_and_rerenders_config() {
 
     // A spec change re-renders the configuration and rolls the brokers (new template hash).
     let hash_before = template_hash(&statefulset(&client, ns, "kafka").await);
-    let revision_before = statefulset(&client, ns, "kafka")
-        .await
-        .status
-        .and_then(|s| s.update_revision)
-        .expect("the StatefulSet controller sets a revision");
+    // The StatefulSet controller writes its revision once it has seen the current generation.
+    let revision_before = eventually(
+        "the StatefulSet controller to set a revision",
+        TIMEOUT,
+        || async {
+            let sts = statefulset(&client, ns, "kafka").await;
+            let status = sts.status?;
+            (status.observed_generation == sts.metadata.generation)
+                .then_some(status.update_revision)
+                .flatten()
+        },
+    )
+    .await;
     api.patch(
         "kafka",
         &PatchParams::default(),
