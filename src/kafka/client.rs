@@ -7,6 +7,7 @@
 //!   that is the controller broker, which must handle them itself; in KRaft mode it is a broker
 //!   that forwards them;
 //! - DescribeLogDirs: each broker (sizes are per broker);
+//! - Metadata for [`KafkaAdmin::metadata_by_broker`]: each broker (its own cache's view);
 //! - a broker's dynamic config: that broker (it validates its own reconfiguration).
 //!
 //! Broker addresses come from DescribeCluster (what the brokers advertise). An
@@ -34,7 +35,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, DescribeClusterRequest, DescribeClusterResponse,
     DescribeLogDirsRequest, DescribeQuorumRequest, ElectLeadersRequest,
-    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, TopicName,
+    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
     UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -51,9 +52,9 @@ use super::error::{KafkaError, Result, error_name};
 use super::protocol::{CLIENT_ID, Connection};
 use super::throttle::{FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS, Throttle};
 use super::{
-    Broker, BrokerId, ClusterSnapshot, ConfigOp, ConfigResource, ConfigValue, ElectionOutcome,
-    KafkaAdmin, NewTopic, OngoingReassignment, PartitionState, QuorumState, TopicPartition,
-    TopicState, VoterState,
+    Broker, BrokerId, BrokerMetadata, ClusterSnapshot, ConfigOp, ConfigResource, ConfigValue,
+    ElectionOutcome, KafkaAdmin, NewTopic, OngoingReassignment, PartitionState, QuorumState,
+    TopicPartition, TopicState, VoterState,
 };
 
 /// Rewrites a broker's advertised address: `(node id, host, port) -> (host, port)`.
@@ -349,16 +350,7 @@ impl KafkaClient {
             .live
             .iter()
             .find(|b| b.id == id)
-            .ok_or_else(|| KafkaError::Kafka {
-                request: format!("a connection to broker {id}"),
-                code: 8,
-                name: "BROKER_NOT_AVAILABLE".into(),
-                message: Some(format!(
-                    "broker {id} is not registered or is fenced (live brokers: {:?})",
-                    info.live.iter().map(|b| b.id).collect::<Vec<_>>()
-                )),
-                retriable: true,
-            })?;
+            .ok_or_else(|| broker_not_available(id, &info.live))?;
         if self.broker_address(broker) == conn.addr() {
             return Ok(conn);
         }
@@ -399,6 +391,58 @@ impl KafkaClient {
         .await
         .map_err(|e| KafkaError::Client(format!("metadata task failed: {e}")))?;
         metadata.map_err(|e| self.rd_error("Metadata", e))
+    }
+
+    /// Every topic as `broker`'s own metadata cache has it: Metadata (all topics) sent to that
+    /// broker. Partitions are kept whatever their error code (LEADER_NOT_AVAILABLE,
+    /// REPLICA_NOT_AVAILABLE still list the replicas and the ISR the broker knows); a topic
+    /// the broker answers with an error and no partitions is as good as absent from its view.
+    async fn broker_topic_metadata(&self, broker: &Broker) -> Result<BrokerMetadata> {
+        let mut conn = self.connect_to(broker).await?;
+        let version = conn.version_for::<MetadataRequest>()?;
+        // All topics: null from v1 (an empty list means none), an empty list in v0. Before v4
+        // auto-creation cannot be turned off, and does not apply to a request for all topics.
+        let request = MetadataRequest::default()
+            .with_topics(if version >= 1 { None } else { Some(Vec::new()) })
+            .with_allow_auto_topic_creation(version < 4);
+        let response = conn.send(&request).await?;
+        if response.error_code != 0 {
+            return Err(KafkaError::from_code(
+                format!("Metadata from broker {}", broker.id),
+                response.error_code,
+                None,
+            ));
+        }
+        let mut topics = BTreeMap::new();
+        for t in response.topics {
+            let Some(name) = t.name.map(|n| n.to_string()) else {
+                continue;
+            };
+            if t.partitions.is_empty() {
+                continue;
+            }
+            let mut partitions: Vec<PartitionState> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionState {
+                    partition: p.partition_index,
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                    leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
+                    size_bytes: BTreeMap::new(),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.partition);
+            topics.insert(
+                name.clone(),
+                TopicState {
+                    internal: t.is_internal || name.starts_with("__"),
+                    name,
+                    partitions,
+                },
+            );
+        }
+        Ok(topics)
     }
 
     /// Bytes on disk of each partition replica a broker holds. Fails when any of its log
@@ -630,6 +674,20 @@ impl KafkaClient {
     }
 }
 
+/// A broker that DescribeCluster does not list as live: it cannot be asked anything.
+fn broker_not_available(id: BrokerId, live: &[Broker]) -> KafkaError {
+    KafkaError::Kafka {
+        request: format!("a connection to broker {id}"),
+        code: 8,
+        name: "BROKER_NOT_AVAILABLE".into(),
+        message: Some(format!(
+            "broker {id} is not registered or is fenced (live brokers: {:?})",
+            live.iter().map(|b| b.id).collect::<Vec<_>>()
+        )),
+        retriable: true,
+    }
+}
+
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const OP_SET: i8 = 0;
@@ -739,6 +797,38 @@ impl KafkaAdmin for KafkaClient {
                 log_dirs_described,
                 stray_logs,
             })
+        })
+        .await
+    }
+
+    async fn metadata_by_broker(
+        &self,
+        brokers: &[BrokerId],
+    ) -> Result<BTreeMap<BrokerId, Result<BrokerMetadata>>> {
+        self.bounded("Metadata from each broker", async {
+            let mut conn = self.connect_any().await?;
+            let info = self.describe_cluster(&mut conn).await?;
+            drop(conn);
+            // Each broker within half the call's bound, all at once: one that hangs has its own
+            // timeout as its answer instead of costing the others theirs.
+            let per_broker = (self.config.timeout / 2).max(Duration::from_secs(1));
+            let answers = join_all(brokers.iter().map(|id| {
+                let info = &info;
+                async move {
+                    let answer = match info.live.iter().find(|b| b.id == *id) {
+                        Some(b) => {
+                            let operation = format!("Metadata from broker {id}");
+                            tokio::time::timeout(per_broker, self.broker_topic_metadata(b))
+                                .await
+                                .unwrap_or_else(|_| Err(KafkaError::timeout(operation, per_broker)))
+                        }
+                        None => Err(broker_not_available(*id, &info.live)),
+                    };
+                    (*id, answer)
+                }
+            }))
+            .await;
+            Ok(answers.into_iter().collect())
         })
         .await
     }

@@ -5,7 +5,8 @@
 //! [`client::KafkaClient`], uses librdkafka (rdkafka) for what it wraps (metadata, topic and
 //! partition creation, describing configs) and `kafka-protocol` messages over a small connection
 //! ([`protocol::Connection`]) for what librdkafka lacks (reassignments, incremental config
-//! changes, leader elections, log dir sizes, cluster description, broker unregistration).
+//! changes, leader elections, log dir sizes, cluster description, broker unregistration, and
+//! Metadata asked of one given broker).
 //!
 //! Every call is bounded by the client's timeout and returns a [`KafkaError`] that says what to
 //! do and whether a retry can help; none panics.
@@ -234,6 +235,10 @@ impl ClusterSnapshot {
     }
 }
 
+/// One broker's own answer to a Metadata request: every topic as its metadata cache has it
+/// (partitions without sizes).
+pub type BrokerMetadata = BTreeMap<String, TopicState>;
+
 /// A topic to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewTopic {
@@ -300,6 +305,18 @@ pub trait KafkaAdmin: Send + Sync {
     /// Brokers with racks, every partition's replicas/ISR/leader, replica sizes on disk and the
     /// reassignments in progress.
     async fn snapshot(&self) -> Result<ClusterSnapshot>;
+
+    /// Topic metadata (replicas, ISR, leaders; no sizes) as each of `brokers` answers it from
+    /// its own metadata cache, by broker: a Metadata request sent to that broker itself, not to
+    /// whichever broker a client picks. A broker that is not live, cannot be reached or does not
+    /// answer has its error. Every broker's cache may trail the controller's (a KRaft broker
+    /// replays the metadata log), but never by more than its own last registration: a broker is
+    /// unfenced only once it has caught up with the log up to that point (in ZooKeeper mode its
+    /// cache is filled by the controller once it has registered).
+    async fn metadata_by_broker(
+        &self,
+        brokers: &[BrokerId],
+    ) -> Result<BTreeMap<BrokerId, Result<BrokerMetadata>>>;
 
     /// Configuration entries of topics or brokers, by resource.
     async fn describe_configs(

@@ -31,6 +31,10 @@
 //! snapshot, as the real client drops them), calls that fail with a retriable error (before or
 //! after taking effect: a lost answer), stale snapshots (what the cluster looked like at the
 //! start of the previous round, whole or only the topic metadata), brokers killed and started.
+//! Metadata asked of each broker ([`KafkaAdmin::metadata_by_broker`]) is stale in the same
+//! reads, every broker lagging as far as Kafka lets it: to the stale round's start, but never
+//! behind its own last start (a KRaft broker is unfenced only once its metadata has caught up
+//! with its own registration).
 //!
 //! Every call is recorded ([`KafkaModel::calls`]), and what no operator may ever do is checked
 //! as it happens and recorded as a violation ([`KafkaModel::violations`]): a move submitted for
@@ -43,9 +47,9 @@ use std::time::Duration;
 
 use super::throttle::{FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS};
 use super::{
-    Broker, BrokerId, ClusterSnapshot, ConfigOp, ConfigResource, ConfigValue, ElectionOutcome,
-    KafkaAdmin, KafkaError, NewTopic, OngoingReassignment, PartitionState, QuorumState, Result,
-    Throttle, TopicPartition, TopicState, VoterState,
+    Broker, BrokerId, BrokerMetadata, ClusterSnapshot, ConfigOp, ConfigResource, ConfigValue,
+    ElectionOutcome, KafkaAdmin, KafkaError, NewTopic, OngoingReassignment, PartitionState,
+    QuorumState, Result, Throttle, TopicPartition, TopicState, VoterState,
 };
 use crate::operations::scale::CORDONED_LOG_DIRS;
 
@@ -112,6 +116,8 @@ pub struct CallFailure {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Call {
     Snapshot,
+    /// Metadata asked of each of these brokers.
+    BrokerMetadata(Vec<BrokerId>),
     DescribeConfigs(Vec<ConfigResource>),
     CreateTopics(Vec<String>),
     DeleteTopics(Vec<String>),
@@ -132,6 +138,7 @@ impl Call {
     pub fn kind(&self) -> &'static str {
         match self {
             Call::Snapshot => "snapshot",
+            Call::BrokerMetadata(_) => "broker_metadata",
             Call::DescribeConfigs(_) => "describe_configs",
             Call::CreateTopics(_) => "create_topics",
             Call::DeleteTopics(_) => "delete_topics",
@@ -152,6 +159,7 @@ impl Call {
 /// Every kind of call, for tests that pick one.
 pub const CALL_KINDS: &[&str] = &[
     "snapshot",
+    "broker_metadata",
     "describe_configs",
     "create_topics",
     "delete_topics",
@@ -183,6 +191,10 @@ struct Node {
     registered: bool,
     /// Does not answer DescribeLogDirs.
     silent: bool,
+    /// The round it last started in and the topics as they were then: the oldest view its own
+    /// metadata cache can answer from since (a broker is unfenced only once caught up with the
+    /// metadata log up to its registration).
+    started: Option<(u64, BrokerMetadata)>,
 }
 
 /// A move in progress (KIP-455).
@@ -273,8 +285,8 @@ struct State {
     /// How many rounds back a stale snapshot is from.
     stale_rounds: usize,
     staleness: Staleness,
-    /// Fresh snapshots taken at the start of the last rounds, oldest first.
-    round_starts: Vec<ClusterSnapshot>,
+    /// Fresh snapshots taken at the start of the last rounds, with the round, oldest first.
+    round_starts: Vec<(u64, ClusterSnapshot)>,
     // Records.
     calls: Vec<CallRecord>,
     violations: Vec<String>,
@@ -495,21 +507,29 @@ impl State {
         }
     }
 
-    /// The snapshot the operator gets: fresh, or stale when a stale read is due.
-    fn served_snapshot(&mut self) -> ClusterSnapshot {
-        let fresh = self.fresh_snapshot(false);
+    /// The round start a stale read is due from (with its round), or None when this read is
+    /// fresh. Each call of [`snapshot`](KafkaAdmin::snapshot) or
+    /// [`metadata_by_broker`](KafkaAdmin::metadata_by_broker) is one read.
+    fn stale_read_due(&mut self) -> Option<(u64, ClusterSnapshot)> {
         if self.stale_calls == 0 {
-            return fresh;
+            return None;
         }
         if self.stale_skip > 0 {
             self.stale_skip -= 1;
-            return fresh;
+            return None;
         }
         self.stale_calls -= 1;
         // The last entry is the start of this round; `stale_rounds` before it, or the oldest.
         let n = self.round_starts.len();
         let back = n.saturating_sub(1 + self.stale_rounds);
-        let Some(old) = self.round_starts.get(back).cloned() else {
+        self.round_starts.get(back).cloned()
+    }
+
+    /// The snapshot the operator gets: fresh, or stale when a stale read is due. It is what one
+    /// broker answers, and that broker may be one that lags further than its own last start.
+    fn served_snapshot(&mut self) -> ClusterSnapshot {
+        let fresh = self.fresh_snapshot(false);
+        let Some((_, old)) = self.stale_read_due() else {
             return fresh;
         };
         match self.staleness {
@@ -530,6 +550,41 @@ impl State {
                 stale
             }
         }
+    }
+
+    /// What each of `brokers` answers to Metadata: its own view of the topics. When a stale
+    /// read is due, every live broker lags as far as it can: to the stale round's start, or
+    /// to its own last start when that came later (a broker's cache never trails its own
+    /// registration). A broker that is not live does not answer.
+    fn served_metadata(
+        &mut self,
+        brokers: &[BrokerId],
+    ) -> BTreeMap<BrokerId, Result<BrokerMetadata>> {
+        let strip = |mut topics: BrokerMetadata| {
+            for t in topics.values_mut() {
+                for p in t.partitions.iter_mut() {
+                    p.size_bytes.clear();
+                }
+            }
+            topics
+        };
+        let fresh = strip(self.fresh_snapshot(false).topics);
+        let stale = self.stale_read_due();
+        brokers
+            .iter()
+            .map(|b| {
+                let answer = match (self.nodes.get(b), &stale) {
+                    (Some(n), _) if !(n.running && n.registered) => Err(broker_not_available(*b)),
+                    (None, _) => Err(broker_not_available(*b)),
+                    (Some(n), Some((round, old))) => Ok(match &n.started {
+                        Some((started, view)) if started >= round => view.clone(),
+                        _ => strip(old.topics.clone()),
+                    }),
+                    (Some(_), None) => Ok(fresh.clone()),
+                };
+                (*b, answer)
+            })
+            .collect()
     }
 
     /// Whether `b` already holds a replica of `tp` (a move may keep it where it is).
@@ -803,6 +858,7 @@ impl State {
             running: false,
             registered: false,
             silent: false,
+            started: None,
         });
         if rack.is_some() {
             node.rack = rack;
@@ -819,6 +875,11 @@ impl State {
                     part.leader = Some(b);
                 }
             }
+        }
+        let view = self.fresh_snapshot(false).topics;
+        let round = self.round;
+        if let Some(n) = self.nodes.get_mut(&b) {
+            n.started = Some((round, view));
         }
         self.audit();
     }
@@ -945,6 +1006,7 @@ impl KafkaModel {
                         running: true,
                         registered: true,
                         silent: false,
+                        started: None,
                     },
                 )
             })
@@ -1049,7 +1111,7 @@ impl KafkaModel {
         let mut s = self.lock();
         s.round = round;
         let fresh = s.fresh_snapshot(false);
-        s.round_starts.push(fresh);
+        s.round_starts.push((round, fresh));
         if s.round_starts.len() > 4 {
             s.round_starts.remove(0);
         }
@@ -1290,6 +1352,16 @@ impl KafkaAdmin for KafkaModel {
             Some(e) => Err(e),
             None => Ok(snapshot),
         }
+    }
+
+    async fn metadata_by_broker(
+        &self,
+        brokers: &[BrokerId],
+    ) -> Result<BTreeMap<BrokerId, Result<BrokerMetadata>>> {
+        let mut s = self.lock();
+        let lost_answer = s.enter(Call::BrokerMetadata(brokers.to_vec()))?;
+        let answers = s.served_metadata(brokers);
+        lost_answer.map_or(Ok(answers), Err)
     }
 
     async fn describe_configs(
@@ -1921,6 +1993,46 @@ mod tests {
         let lagging = block(m.snapshot()).unwrap();
         assert_eq!(lagging.partition(&tp("t", 0)).unwrap().replicas, vec![0, 1]);
         assert!(lagging.reassignments.is_empty());
+    }
+
+    #[test]
+    fn each_broker_answers_metadata_no_older_than_its_own_start() {
+        let m = KafkaModel::new(ModelConfig::default(), 3);
+        m.create_topic_with("t", &[(&[0, 1], 100)]);
+        m.begin_round(1);
+        // Broker 0 restarts within round 1 and catches up.
+        m.stop_broker(0);
+        m.start_broker(0);
+        m.tick();
+        assert_eq!(part(&m, "t", 0).isr, vec![1, 0]);
+        m.begin_round(2);
+        m.stale_snapshots(0, 1, Staleness::Metadata);
+        let isr = |answers: &BTreeMap<BrokerId, Result<BrokerMetadata>>, b: BrokerId| {
+            let view = answers[&b].as_ref().unwrap();
+            view["t"].partitions[0].isr.clone()
+        };
+        let answers = block(m.metadata_by_broker(&[0, 1, 2, 5])).unwrap();
+        // Brokers 1 and 2 lag to the start of round 1, before the restart; broker 0 no further
+        // than its own start, when it was out of the ISR.
+        assert_eq!(isr(&answers, 1), vec![0, 1]);
+        assert_eq!(isr(&answers, 2), vec![0, 1]);
+        assert_eq!(isr(&answers, 0), vec![1]);
+        assert!(answers[&5].is_err(), "no such broker");
+        assert!(
+            answers[&1].as_ref().unwrap()["t"].partitions[0]
+                .size_bytes
+                .is_empty()
+        );
+        // The next read is fresh everywhere; a stopped broker does not answer.
+        m.stop_broker(2);
+        let answers = block(m.metadata_by_broker(&[0, 1, 2])).unwrap();
+        assert_eq!(isr(&answers, 0), vec![1, 0]);
+        assert_eq!(isr(&answers, 1), vec![1, 0]);
+        assert!(answers[&2].is_err());
+        assert!(matches!(
+            m.calls().last().map(|c| &c.call),
+            Some(Call::BrokerMetadata(b)) if b == &vec![0, 1, 2]
+        ));
     }
 
     #[test]

@@ -1588,11 +1588,11 @@ fn a_lagging_metadata_read_after_a_finished_move_adds_no_replica() {
 }
 
 /// roll.rs, `next_restart`: "every partition it holds keeps min.insync.replicas in-sync
-/// replicas without it" is read from one snapshot. Metadata that lags still shows the broker
-/// restarted before as in sync: the next broker restarts while it catches up, and on emptyDir
-/// the restart deletes the only complete copy.
+/// replicas without it" was read from one snapshot. Metadata that lags still shows the broker
+/// restarted before as in sync: the next broker restarted while it caught up, and on emptyDir
+/// the restart deleted the only complete copy. The roll now decides on every broker's own
+/// metadata, merged (`roll_view`): the restarted broker's own cache is newer than its restart.
 #[test]
-#[ignore = "bug: the roll restarts the next broker on a lagging view of the ISR, below min.insync.replicas and, on emptyDir, losing data (issue 9, item 3)"]
 fn a_roll_does_not_restart_on_a_lagging_view_of_the_isr() {
     let mut sim = Sim::new(&Setup {
         ephemeral: true,
@@ -1608,10 +1608,64 @@ fn a_roll_does_not_restart_on_a_lagging_view_of_the_isr() {
         !sim.kafka.truth().under_replicated().is_empty(),
         "broker 0 is catching up"
     );
-    // This round's metadata is as it was before broker 0 restarted.
+    // This round's metadata is as it was before broker 0 restarted, on every broker that can
+    // lag that far.
     sim.kafka.stale_snapshots_from(2, 0, 4, Staleness::Metadata);
     sim.step(None);
     sim.assert_no_violations();
+    // No other broker went (a controller may: it changes nothing for the partitions).
+    let brokers = |sim: &Sim| -> Vec<String> {
+        let mut b: Vec<String> = sim
+            .restarts
+            .iter()
+            .filter(|p| !p.starts_with("kafka-controller-"))
+            .cloned()
+            .collect();
+        b.sort();
+        b
+    };
+    assert_eq!(brokers(&sim), ["kafka-0"], "{}", sim.trace_tail(10));
+    // And the roll still ends, every broker restarted once.
+    sim.assert_settles_clean();
+    assert_eq!(brokers(&sim), ["kafka-0", "kafka-1", "kafka-2", "kafka-3"]);
+}
+
+/// scale/grow.rs, `WaitingForBrokers`: the cordon a broker id inherited from an earlier broker
+/// (drained and removed while cordoned) is cleared only once the scale-up's brokers have all
+/// registered. A scale-up cancelled before that (brokerCount lowered again) leaves it, and the
+/// drain that follows plans moves onto the still-cordoned broker, which Kafka refuses
+/// (INELIGIBLE_REPLICA) round after round. Found by the random faults (seeds 1 and 33).
+#[test]
+#[ignore = "bug: a scale-up cancelled before its brokers register leaves their inherited cordon, and the next drain is refused for ever (liveness)"]
+fn a_scale_up_cancelled_before_its_brokers_register_clears_their_inherited_cordon() {
+    let setup = Setup {
+        brokers: 4,
+        ephemeral: true,
+        single_replica_topic: false,
+        seed: 0,
+        ..Setup::default()
+    };
+    // 3 -> 4 cancelled by 3 (broker 3 drained while cordoned, removed), then 3 -> 5 cancelled
+    // by 4 before brokers 3 and 4 register.
+    let faults = [
+        Some(Fault::CreateTopic {
+            partitions: 1,
+            rf: 1,
+            late: false,
+        }),
+        Some(Fault::BrokerCount(3)),
+        Some(Fault::Revive(0)),
+        Some(Fault::Revive(0)),
+        None,
+        Some(Fault::Revive(0)),
+        None,
+        Some(Fault::BrokerCount(5)),
+        None,
+        None,
+        Some(Fault::BrokerCount(4)),
+    ];
+    run_with_faults(Scenario::ScaleUp, &setup, &faults, Avoid::Known)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// roll.rs, `why_not_restart`: a partition with no more replicas than its
@@ -1760,8 +1814,6 @@ enum Avoid {
 
 /// What a whole fault sequence does, for the faults that are only a known bug in company.
 struct RunFacts {
-    creates_topics: bool,
-    changes_count: bool,
     crashes: bool,
 }
 
@@ -1769,15 +1821,13 @@ impl RunFacts {
     fn of(faults: &[Option<Fault>]) -> RunFacts {
         let any = |f: fn(&Fault) -> bool| faults.iter().flatten().any(f);
         RunFacts {
-            creates_topics: any(|f| matches!(f, Fault::CreateTopic { .. })),
-            changes_count: any(|f| matches!(f, Fault::BrokerCount(_))),
             crashes: any(|f| matches!(f, Fault::Crash(_))),
         }
     }
 }
 
 /// Whether the main property test skips `fault`, because it triggers a known bug.
-fn known_trigger(fault: &Fault, run: &RunFacts, scenario: Scenario, sim: &Sim) -> bool {
+fn known_trigger(fault: &Fault, run: &RunFacts, sim: &Sim) -> bool {
     match fault {
         // a_roll_does_not_restart_a_serving_broker_that_fails_its_probe
         Fault::Unready(_) => true,
@@ -1787,14 +1837,17 @@ fn known_trigger(fault: &Fault, run: &RunFacts, scenario: Scenario, sim: &Sim) -
         Fault::StaleStatus => true,
         // a_crash_after_the_shrink_then_a_kafka_error_never_grow_the_statefulset_back
         Fault::Crash(Crash::StatefulSetWritten) => true,
-        // a_lagging_metadata_read_does_not_let_a_drain_remove_a_broker_that_holds_a_replica,
-        // a_lagging_read_while_shrinking_does_not_delete_the_volume_of_a_broker_that_holds_a_replica,
-        // a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica,
-        // a_roll_does_not_restart_on_a_lagging_view_of_the_isr
-        Fault::Stale { .. } => run.creates_topics || run.changes_count || scenario.rolls(),
         // a_topic_placed_on_a_stopping_broker_on_empty_dir_loses_nothing,
         // a_crash_between_verifying_and_shrinking_does_not_remove_a_broker_given_a_partition
         Fault::CreateTopic { .. } => sim.ephemeral || run.crashes,
+        // Stale reads (of any depth, in every scenario) are no known trigger any more: the
+        // drain's lagging-read tests
+        // (a_lagging_metadata_read_does_not_let_a_drain_remove_a_broker_that_holds_a_replica,
+        // a_lagging_read_while_shrinking_does_not_delete_the_volume_of_a_broker_that_holds_a_replica,
+        // a_lagging_metadata_read_after_a_cancelled_drain_adds_no_replica,
+        // a_lagging_metadata_read_after_a_finished_move_adds_no_replica) and the roll's
+        // (a_roll_does_not_restart_on_a_lagging_view_of_the_isr) all pass.
+        Fault::Stale { .. } => false,
         _ => false,
     }
 }
@@ -1903,7 +1956,7 @@ fn run_with_faults(
         let highest = sim.replicas.max(1);
         let fault = f
             .clone()
-            .filter(|f| avoid == Avoid::Nothing || !known_trigger(f, &run, scenario, &sim));
+            .filter(|f| avoid == Avoid::Nothing || !known_trigger(f, &run, &sim));
         match fault {
             None => {}
             // On emptyDir a crash while another broker restarts is a second failure that a
@@ -1928,9 +1981,6 @@ fn run_with_faults(
                 } else {
                     Staleness::Metadata
                 };
-                // Deeper staleness is a known bug even in a drain alone:
-                // a_lagging_metadata_read_after_a_finished_move_adds_no_replica.
-                let rounds = if avoid == Avoid::Known { 1 } else { rounds };
                 sim.kafka
                     .stale_snapshots_from(rounds, skip, calls, staleness);
             }
@@ -2114,7 +2164,7 @@ fn random_faults_through_drains_rebalances_and_rolls_lose_nothing() {
 }
 
 #[test]
-#[ignore = "bug: finds the known bugs of the ignored regression tests above; passes once they are fixed"]
+#[ignore = "bug: still finds a drain's handling of a user's own throttle (UserThrottle faults: the operator overwrites the user's rate and replica list, then deletes them or leaves them behind) and the bugs of the ignored regression tests above; stale reads no longer fail it"]
 fn random_faults_with_every_fault_and_every_check() {
     random_faults(cases(200), Avoid::Nothing);
 }

@@ -7,10 +7,19 @@
 //! template. Order: pods that are not ready first (they serve nothing), then brokers, each only
 //! when every partition it holds keeps at least `min.insync.replicas` in-sync replicas without
 //! it, then KRaft controllers, the active one last.
+//!
+//! Which replicas are in sync is never taken from one broker's metadata: every broker's cache
+//! may lag behind the controller, and one that lags from before the previous restart still
+//! shows the restarted broker in sync while it is catching up. The decision reads a
+//! [`RollView`] instead: the metadata of every live broker, asked of each broker itself, merged
+//! pessimistically ([`merge_metadata`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::kafka::{BrokerId, ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaError};
+use crate::kafka::{
+    BrokerId, BrokerMetadata, ClusterSnapshot, ConfigResource, KafkaAdmin, KafkaError,
+    PartitionState, TopicPartition, TopicState,
+};
 use crate::resources::names::Role;
 
 /// What the operator sees of one Kafka pod.
@@ -76,7 +85,7 @@ pub async fn next_restart(
         // still lead partitions, or be needed in an ISR, or be recovering its log. Only a pod
         // that runs no Kafka at all is restarted without asking Kafka.
         if p.role == Role::Broker && p.running {
-            return not_ready_broker(admin, p, ephemeral).await;
+            return not_ready_broker(admin, pods, p, ephemeral).await;
         }
         if !(ephemeral && p.role == Role::Broker) {
             return Ok(RollDecision::Restart {
@@ -92,8 +101,11 @@ pub async fn next_restart(
                 p.name
             )));
         };
-        let snapshot = admin.snapshot().await?;
-        return Ok(match why_not_wipe(&snapshot, p.ordinal) {
+        let view = roll_view(admin, pods).await?;
+        if let Some(why) = view.unanswered_besides(p.ordinal) {
+            return Ok(RollDecision::Wait(format!("waiting: {why}")));
+        }
+        return Ok(match why_not_wipe(&view.snapshot, p.ordinal) {
             None => RollDecision::Restart {
                 pod: p.name.clone(),
                 why: "it is not ready, and every partition it holds has another in-sync copy"
@@ -124,22 +136,26 @@ pub async fn next_restart(
     // only copy of a partition on ephemeral storage, must not stall the rest of the roll).
     let mut held = None;
     if !brokers.is_empty() {
-        let snapshot = admin.snapshot().await?;
-        let min_isr = min_insync_replicas(admin, &snapshot).await?;
+        let view = roll_view(admin, pods).await?;
+        let snapshot = &view.snapshot;
+        let min_isr = min_insync_replicas(admin, snapshot).await?;
         let mut reasons = Vec::new();
         for pod in brokers {
-            let why = why_not_restart(&snapshot, &min_isr, pod.ordinal).or_else(|| {
-                ephemeral
-                    .then(|| why_not_wipe(&snapshot, pod.ordinal))
-                    .flatten()
-            });
+            let why = view
+                .unanswered_besides(pod.ordinal)
+                .or_else(|| why_not_restart(snapshot, &min_isr, pod.ordinal))
+                .or_else(|| {
+                    ephemeral
+                        .then(|| why_not_wipe(snapshot, pod.ordinal))
+                        .flatten()
+                });
             match why {
                 None => {
                     return Ok(RollDecision::Restart {
                         pod: pod.name.clone(),
                         why: format!(
                             "every partition it holds keeps min.insync.replicas in-sync replicas without it{}",
-                            paused_note(&snapshot, &min_isr, pod.ordinal)
+                            paused_note(snapshot, &min_isr, pod.ordinal)
                         ),
                     });
                 }
@@ -216,6 +232,7 @@ pub async fn next_restart(
 /// probe and is restarted only as safely as any ready broker.
 async fn not_ready_broker(
     admin: Option<&dyn KafkaAdmin>,
+    pods: &[PodView],
     p: &PodView,
     ephemeral: bool,
 ) -> Result<RollDecision, KafkaError> {
@@ -225,29 +242,196 @@ async fn not_ready_broker(
             p.name
         )));
     };
-    let snapshot = admin.snapshot().await?;
+    let view = roll_view(admin, pods).await?;
+    let snapshot = &view.snapshot;
     if !snapshot.broker_ids().contains(&p.ordinal) {
         return Ok(RollDecision::Wait(format!(
             "waiting: broker {} is starting (recovering its log or catching up with the cluster); it is not restarted before it has started",
             p.ordinal
         )));
     }
-    let min_isr = min_insync_replicas(admin, &snapshot).await?;
-    let why = why_not_restart(&snapshot, &min_isr, p.ordinal).or_else(|| {
-        ephemeral
-            .then(|| why_not_wipe(&snapshot, p.ordinal))
-            .flatten()
-    });
+    let min_isr = min_insync_replicas(admin, snapshot).await?;
+    let why = view
+        .unanswered_besides(p.ordinal)
+        .or_else(|| why_not_restart(snapshot, &min_isr, p.ordinal))
+        .or_else(|| {
+            ephemeral
+                .then(|| why_not_wipe(snapshot, p.ordinal))
+                .flatten()
+        });
     Ok(match why {
         None => RollDecision::Restart {
             pod: p.name.clone(),
             why: format!(
                 "it is not ready, and every partition it holds keeps min.insync.replicas in-sync replicas without it{}",
-                paused_note(&snapshot, &min_isr, p.ordinal)
+                paused_note(snapshot, &min_isr, p.ordinal)
             ),
         },
         Some(why) => RollDecision::Wait(format!("waiting: {why}")),
     })
+}
+
+/// The cluster as a restart is decided on. `snapshot` is one snapshot (who is live, sizes,
+/// moves) whose topics are replaced by [`merge_metadata`] of every broker's own metadata.
+#[derive(Clone, Debug)]
+pub struct RollView {
+    pub snapshot: ClusterSnapshot,
+    /// Live brokers (as the snapshot lists them) that did not answer Metadata, with why.
+    pub unanswered: BTreeMap<BrokerId, String>,
+}
+
+impl RollView {
+    /// Why restarting `broker` waits for live brokers that did not answer, or None. The
+    /// broker to restart is excused: its own view cannot vouch for the replicas left without
+    /// it, and one that hangs may be just what the restart cures.
+    pub fn unanswered_besides(&self, broker: BrokerId) -> Option<String> {
+        let silent: Vec<String> = self
+            .unanswered
+            .iter()
+            .filter(|(b, _)| **b != broker)
+            .map(|(b, why)| format!("broker {b} ({why})"))
+            .collect();
+        if silent.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "restarting broker {broker} waits for every live broker's own view of the in-sync replicas, and {} did not answer Metadata",
+            silent.join(", ")
+        ))
+    }
+}
+
+/// Reads the cluster for a restart decision: one snapshot, then Metadata from every broker it
+/// lists as live and every broker pod whose Kafka runs (a lagging list may miss one that is
+/// back), each asked directly; a bounded cost of one request per broker per decision.
+///
+/// Why every broker, and why this merge: Metadata is answered from the answering broker's
+/// cache, which in KRaft replays the metadata log and may trail the controller by seconds (in
+/// ZooKeeper mode, the controller's UpdateMetadata requests). A cache that lags from before
+/// the previous restart still shows the restarted broker in every ISR while it is catching up,
+/// and restarting another replica then takes partitions below `min.insync.replicas` (on
+/// emptyDir, deleting the only complete copy). No answer says how old it is, but a broker's
+/// own cache is never older than its own last start: a KRaft broker is unfenced only once its
+/// metadata has caught up with the log up to its own registration, and a ZooKeeper-mode
+/// broker's cache starts empty and is filled by the controller after it registered; both
+/// follow its removal from the ISRs when it stopped. So a broker's own answer that lists it in
+/// a partition's ISR is at least as new as its last restart, and [`merge_metadata`] counts a
+/// replica in sync only on that word and only when no other answer says otherwise (the
+/// intersection of the ISRs, each replica vouching for itself). The alternative, remembering
+/// which broker was restarted last and waiting to see it back, needs state that a killed
+/// operator loses, and still trusts one lagging answer about every other replica. No state is
+/// kept between rounds:
+/// every decision is made afresh from answers read for it, so an operator killed at any
+/// instant decides the same way when it comes back.
+pub async fn roll_view(admin: &dyn KafkaAdmin, pods: &[PodView]) -> Result<RollView, KafkaError> {
+    let snapshot = admin.snapshot().await?;
+    let live = snapshot.broker_ids();
+    let ask: BTreeSet<BrokerId> = live
+        .iter()
+        .copied()
+        .chain(
+            pods.iter()
+                .filter(|p| p.role == Role::Broker && p.running && !p.terminating)
+                .map(|p| p.ordinal),
+        )
+        .collect();
+    let ask: Vec<BrokerId> = ask.into_iter().collect();
+    let answers = admin.metadata_by_broker(&ask).await?;
+    let unanswered = live
+        .iter()
+        .filter_map(|b| match answers.get(b) {
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some((*b, e.to_string())),
+            None => Some((*b, "no answer".to_string())),
+        })
+        .collect();
+    let snapshot = merge_metadata(&snapshot, &answers);
+    Ok(RollView {
+        snapshot,
+        unanswered,
+    })
+}
+
+/// `snapshot` with its topics replaced by the pessimistic merge of its own and each broker's
+/// answer: every partition any of them lists, with every replica any of them lists, in sync
+/// only when the replica itself answered and lists itself in the partition's ISR, and no
+/// answer that lists the partition leaves it out. A broker that did not answer is in sync
+/// nowhere. Leaders and sizes are the snapshot's.
+pub fn merge_metadata(
+    snapshot: &ClusterSnapshot,
+    answers: &BTreeMap<BrokerId, Result<BrokerMetadata, KafkaError>>,
+) -> ClusterSnapshot {
+    type Index<'a> = BTreeMap<TopicPartition, &'a PartitionState>;
+    fn index(topics: &BrokerMetadata) -> Index<'_> {
+        topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (TopicPartition::new(t.name.clone(), p.partition), p))
+            })
+            .collect()
+    }
+    let base = index(&snapshot.topics);
+    let own: BTreeMap<BrokerId, Index<'_>> = answers
+        .iter()
+        .filter_map(|(b, a)| a.as_ref().ok().map(|v| (*b, index(v))))
+        .collect();
+    let views: Vec<&Index<'_>> = std::iter::once(&base).chain(own.values()).collect();
+    let internal: BTreeMap<&str, bool> = std::iter::once(&snapshot.topics)
+        .chain(answers.values().filter_map(|a| a.as_ref().ok()))
+        .flat_map(|topics| topics.values())
+        .map(|t| (t.name.as_str(), t.internal))
+        .rev()
+        .collect();
+    // Every partition any view lists, with every replica any lists (the snapshot's order
+    // first).
+    let mut merged: BTreeMap<TopicPartition, PartitionState> = BTreeMap::new();
+    for view in &views {
+        for (tp, p) in view.iter() {
+            let m = merged.entry(tp.clone()).or_insert_with(|| PartitionState {
+                partition: p.partition,
+                replicas: Vec::new(),
+                isr: Vec::new(),
+                leader: p.leader,
+                size_bytes: BTreeMap::new(),
+            });
+            for r in &p.replicas {
+                if !m.replicas.contains(r) {
+                    m.replicas.push(*r);
+                }
+            }
+        }
+    }
+    let mut topics: BTreeMap<String, TopicState> = BTreeMap::new();
+    for (tp, mut p) in merged {
+        let in_sync = |r: &BrokerId| {
+            own.get(r)
+                .and_then(|v| v.get(&tp))
+                .is_some_and(|mine| mine.isr.contains(r))
+                && views
+                    .iter()
+                    .all(|v| v.get(&tp).is_none_or(|seen| seen.isr.contains(r)))
+        };
+        p.isr = p.replicas.iter().copied().filter(in_sync).collect();
+        if let Some(b) = base.get(&tp) {
+            p.leader = b.leader;
+            p.size_bytes = b.size_bytes.clone();
+        }
+        topics
+            .entry(tp.topic.clone())
+            .or_insert_with(|| TopicState {
+                name: tp.topic.clone(),
+                internal: internal.get(tp.topic.as_str()).copied().unwrap_or(false),
+                partitions: Vec::new(),
+            })
+            .partitions
+            .push(p);
+    }
+    ClusterSnapshot {
+        topics,
+        ..snapshot.clone()
+    }
 }
 
 /// The end of a roll, once every pod runs its current template.
@@ -423,7 +607,6 @@ pub async fn min_insync_replicas(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::{PartitionState, TopicState};
 
     fn pod(role: Role, ordinal: i32, current: bool, ready: bool) -> PodView {
         PodView {
@@ -438,15 +621,51 @@ mod tests {
     }
 
     /// Kafka as one snapshot and one min.insync.replicas for every topic: what the roll reads.
+    /// Every live broker answers Metadata with the snapshot's topics, but where `answers` says
+    /// otherwise (None: it does not answer).
     struct Fixed {
         snapshot: ClusterSnapshot,
         min_isr: i32,
+        answers: BTreeMap<BrokerId, Option<BrokerMetadata>>,
+    }
+
+    impl Fixed {
+        fn new(snapshot: ClusterSnapshot, min_isr: i32) -> Fixed {
+            Fixed {
+                snapshot,
+                min_isr,
+                answers: BTreeMap::new(),
+            }
+        }
     }
 
     #[async_trait::async_trait]
     impl KafkaAdmin for Fixed {
         async fn snapshot(&self) -> crate::kafka::Result<ClusterSnapshot> {
             Ok(self.snapshot.clone())
+        }
+        async fn metadata_by_broker(
+            &self,
+            brokers: &[BrokerId],
+        ) -> crate::kafka::Result<BTreeMap<BrokerId, crate::kafka::Result<BrokerMetadata>>>
+        {
+            Ok(brokers
+                .iter()
+                .map(|b| {
+                    let answer = match self.answers.get(b) {
+                        Some(Some(view)) => Ok(view.clone()),
+                        Some(None) => Err(KafkaError::timeout(
+                            format!("Metadata from broker {b}"),
+                            std::time::Duration::from_secs(15),
+                        )),
+                        None if self.snapshot.broker_ids().contains(b) => {
+                            Ok(self.snapshot.topics.clone())
+                        }
+                        None => Err(unused()),
+                    };
+                    (*b, answer)
+                })
+                .collect())
         }
         async fn describe_configs(
             &self,
@@ -548,19 +767,13 @@ mod tests {
         let mut flapping = pod(Role::Broker, 1, false, false);
         flapping.running = true;
         let pods = [pod(Role::Broker, 0, false, true), flapping];
-        let kafka = Fixed {
-            snapshot: live(snapshot(&[(&[0, 1], &[1])]), &[0, 1]),
-            min_isr: 1,
-        };
+        let kafka = Fixed::new(live(snapshot(&[(&[0, 1], &[1])]), &[0, 1]), 1);
         match next_restart(Some(&kafka), &pods, &[], false).await.unwrap() {
             RollDecision::Wait(why) => assert!(why.contains("t-0"), "{why}"),
             other => panic!("{other:?}"),
         }
         // With t-0 in sync on both, it may go.
-        let kafka = Fixed {
-            snapshot: live(snapshot(&[(&[0, 1], &[0, 1])]), &[0, 1]),
-            min_isr: 1,
-        };
+        let kafka = Fixed::new(live(snapshot(&[(&[0, 1], &[0, 1])]), &[0, 1]), 1);
         match next_restart(Some(&kafka), &pods, &[], false).await.unwrap() {
             RollDecision::Restart { pod, .. } => assert_eq!(pod, "broker-1"),
             other => panic!("{other:?}"),
@@ -574,10 +787,7 @@ mod tests {
         let mut starting = pod(Role::Broker, 1, false, false);
         starting.running = true;
         let pods = [pod(Role::Broker, 0, false, true), starting];
-        let kafka = Fixed {
-            snapshot: live(snapshot(&[(&[0, 1], &[0])]), &[0]),
-            min_isr: 1,
-        };
+        let kafka = Fixed::new(live(snapshot(&[(&[0, 1], &[0])]), &[0]), 1);
         match next_restart(Some(&kafka), &pods, &[], false).await.unwrap() {
             RollDecision::Wait(why) => {
                 assert!(
@@ -737,5 +947,109 @@ mod tests {
         assert!(why.contains("broker 0") && why.contains("t-0"), "{why}");
         // Brokers that share no lagging partition may go.
         assert!(why_not_restart(&s, &min_isr, 3).is_none());
+    }
+
+    fn ready_pods(brokers: &[i32]) -> Vec<PodView> {
+        brokers
+            .iter()
+            .map(|b| pod(Role::Broker, *b, *b == 0, true))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_lagging_answer_does_not_count_the_restarted_broker_in_sync() {
+        // Broker 0 was restarted and is catching up on t-0 and t-1. The snapshot and brokers 1
+        // and 2 lag from before its restart and still list it in sync; its own cache, newer
+        // than its restart, does not.
+        let lagging = live(
+            snapshot(&[(&[0, 1, 2], &[0, 1, 2]), (&[0, 1, 2], &[0, 1, 2])]),
+            &[0, 1, 2],
+        );
+        let mut kafka = Fixed::new(lagging, 1);
+        let own = snapshot(&[(&[0, 1, 2], &[1, 2]), (&[0, 1, 2], &[1, 2])]).topics;
+        kafka.answers.insert(0, Some(own));
+        match next_restart(Some(&kafka), &ready_pods(&[0, 1, 2]), &[], false)
+            .await
+            .unwrap()
+        {
+            RollDecision::Wait(why) => {
+                assert!(why.contains("broker 0 is not yet in sync on t-0"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Once its own view lists it back in sync, the next broker may go.
+        kafka.answers.clear();
+        match next_restart(Some(&kafka), &ready_pods(&[0, 1, 2]), &[], false)
+            .await
+            .unwrap()
+        {
+            RollDecision::Restart { pod, .. } => assert_eq!(pod, "broker-1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_broker_that_does_not_answer_holds_every_restart_but_its_own() {
+        // t-0 on 0 and 1, t-1 on 2 and 3, all in sync; broker 3 does not answer Metadata.
+        let s = live(
+            snapshot(&[(&[0, 1], &[0, 1]), (&[2, 3], &[2, 3])]),
+            &[0, 1, 2, 3],
+        );
+        let mut kafka = Fixed::new(s, 1);
+        kafka.answers.insert(3, None);
+        let pods: Vec<PodView> = (0..4).map(|b| pod(Role::Broker, b, false, true)).collect();
+        // Broker 0 shares nothing with broker 3, and still waits for its word; so do 1 and 2.
+        // Broker 3 is not held by its own silence: t-1 keeps broker 2 in sync without it.
+        match next_restart(Some(&kafka), &pods, &[], false).await.unwrap() {
+            RollDecision::Restart { pod, .. } => assert_eq!(pod, "broker-3"),
+            other => panic!("{other:?}"),
+        }
+        // Two silent brokers: none may go.
+        kafka.answers.insert(0, None);
+        match next_restart(Some(&kafka), &pods, &[], false).await.unwrap() {
+            RollDecision::Wait(why) => {
+                assert!(
+                    why.contains("broker 3") && why.contains("did not answer"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_merge_trusts_each_replica_only_on_its_own_word() {
+        let base = live(snapshot(&[(&[0, 1, 2], &[0, 1, 2])]), &[0, 1, 2]);
+        let mut answers: BTreeMap<BrokerId, crate::kafka::Result<BrokerMetadata>> = BTreeMap::new();
+        // Broker 0's cache is empty (a broker that has just started in ZooKeeper mode), broker 1
+        // agrees with the snapshot, broker 2 does not answer.
+        answers.insert(0, Ok(BTreeMap::new()));
+        answers.insert(1, Ok(base.topics.clone()));
+        answers.insert(2, Err(unused()));
+        let merged = merge_metadata(&base, &answers);
+        let p = merged.partition(&TopicPartition::new("t", 0)).unwrap();
+        assert_eq!(p.replicas, vec![0, 1, 2]);
+        assert_eq!(p.isr, vec![1], "only broker 1 vouched for itself");
+        assert_eq!(merged.brokers, base.brokers);
+        // A partition only one answer knows (a topic created a moment ago, or deleted) is
+        // kept, with every replica any answer lists.
+        let mut newer = snapshot(&[(&[0, 1, 2], &[0, 1, 2])]).topics;
+        newer.get_mut("t").unwrap().partitions.push(PartitionState {
+            partition: 1,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader: Some(1),
+            size_bytes: BTreeMap::new(),
+        });
+        answers.insert(1, Ok(newer.clone()));
+        answers.insert(2, Ok(newer));
+        let merged = merge_metadata(&base, &answers);
+        let p = merged.partition(&TopicPartition::new("t", 1)).unwrap();
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone()),
+            (vec![1, 2], vec![1, 2])
+        );
+        let p = merged.partition(&TopicPartition::new("t", 0)).unwrap();
+        assert_eq!(p.isr, vec![1, 2]);
     }
 }

@@ -333,6 +333,41 @@ async fn snapshot(kafka: &LocalKafka, admin: &KafkaClient) -> anyhow::Result<()>
     ensure!(total >= 3 * 600 * 500, "total size {total}");
     ensure!(snap.reassignments.is_empty());
     ensure!(snap.under_replicated().is_empty());
+    // Each broker's own metadata: every live one lists the topic as the snapshot does, all in
+    // sync; an id that is no live broker has its error and does not fail the others.
+    let ask: Vec<i32> = (0..BROKERS).chain([42]).collect();
+    wait_for(
+        "every broker's own metadata of topic snap",
+        LONG,
+        || async {
+            let answers = admin.metadata_by_broker(&ask).await?;
+            ensure!(answers.len() == ask.len(), "{answers:?}");
+            ensure!(answers[&42].is_err(), "{:?}", answers[&42]);
+            for b in 0..BROKERS {
+                let view = match &answers[&b] {
+                    Ok(view) => view,
+                    Err(e) => bail!("broker {b}: {e}"),
+                };
+                let Some(mine) = view.get("snap") else {
+                    bail!("broker {b} does not list topic snap yet");
+                };
+                for (p, q) in mine.partitions.iter().zip(&topic.partitions) {
+                    ensure!(p.partition == q.partition, "broker {b}: {mine:?}");
+                    ensure!(p.replicas == q.replicas, "broker {b}: {p:?} vs {q:?}");
+                    ensure!(
+                        p.fully_in_sync() && p.size_bytes.is_empty(),
+                        "broker {b}: {p:?}"
+                    );
+                }
+                ensure!(
+                    mine.partitions.len() == topic.partitions.len(),
+                    "broker {b}: {mine:?}"
+                );
+            }
+            Ok(Some(()))
+        },
+    )
+    .await?;
     Ok(())
 }
 
