@@ -5,212 +5,22 @@
 //!
 //! Needs root (the node makes a bridge, network namespaces, mounts and iptables rules).
 
+#[path = "support/node.rs"]
+mod node_support;
+
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, PostParams};
-use kube::{Client, ResourceExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::Api;
 
 use kafka_operator::api::{KafkaCluster, Phase};
-use kafka_operator_testbed::kube::{KubeOptions, LocalKube};
-use kafka_operator_testbed::node::{
-    LocalNode, NodeNetwork, NodeOptions, SharedNode, ensure_default_service_account,
-    tear_down_at_exit,
+
+use node_support::{
+    client_pod, eventually, exec_in_client, kubectl, namespace, pod_ready, restricted_pod, testbed,
+    wait_pod_ready,
 };
-use kafka_operator_testbed::process::{pinned_version, project_root};
-
-struct Testbed {
-    kube: LocalKube,
-    node: SharedNode,
-    node_name: String,
-}
-
-static TESTBED: OnceLock<Testbed> = OnceLock::new();
-
-/// The shared control plane and node. Their processes belong to a runtime on a thread of its
-/// own, so they outlive each test's runtime.
-fn testbed() -> &'static Testbed {
-    TESTBED.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn,kube_client=off,kafka_operator_testbed=info".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("testbed runtime");
-            runtime.block_on(async move {
-                let result = async {
-                    let started = Instant::now();
-                    let network = NodeNetwork::create()?;
-                    let kube = LocalKube::start_with_options(KubeOptions {
-                        manifests: vec![project_root().join("deploy/kafka-operator.yaml")],
-                        address: network.gateway(),
-                    })
-                    .await?;
-                    let node = LocalNode::start(&kube, network, NodeOptions::default()).await?;
-                    eprintln!(
-                        "node {} Ready after {:?}; logs in {}",
-                        node.name(),
-                        started.elapsed(),
-                        node.log_dir().display()
-                    );
-                    let node_name = node.name().to_string();
-                    anyhow::Ok(Testbed {
-                        kube,
-                        node: tear_down_at_exit(node),
-                        node_name,
-                    })
-                }
-                .await;
-                tx.send(result).expect("testbed channel");
-                std::future::pending::<()>().await;
-            });
-        });
-        match rx.recv().expect("testbed thread") {
-            Ok(testbed) => testbed,
-            Err(e) => panic!("starting the node testbed: {e:#}"),
-        }
-    })
-}
-
-async fn namespace(name: &str) -> Client {
-    let client = testbed().kube.admin_client().await.expect("admin client");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-    ensure_default_service_account(&client, name)
-        .await
-        .expect("default ServiceAccount");
-    client
-}
-
-/// kubectl as admin; returns (success, stdout, stderr).
-async fn kubectl(args: &[&str], input: Option<&str>) -> (bool, String, String) {
-    let out = testbed()
-        .kube
-        .kubectl_with_input(args, input)
-        .await
-        .expect("run kubectl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The node's log tail, for a failure message.
-fn node_log(process: &str) -> String {
-    let node = testbed().node.lock().unwrap_or_else(|e| e.into_inner());
-    node.as_ref()
-        .map(|n| n.log_tail(process, 30))
-        .unwrap_or_default()
-}
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\nkubelet log:\n{}",
-                node_log("kubelet")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-async fn wait_pod_ready(client: &Client, ns: &str, name: &str, timeout: Duration) -> Pod {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("pod {ns}/{name} Ready"), timeout, || {
-        let pods = pods.clone();
-        async move { pods.get_opt(name).await.ok().flatten().filter(pod_ready) }
-    })
-    .await
-}
-
-fn kafka_image() -> String {
-    format!(
-        "apache/kafka:{}",
-        pinned_version("KAFKA_VERSION").expect("KAFKA_VERSION")
-    )
-}
-
-/// A pod of the Kafka image under the security settings the operator gives its brokers, with
-/// `script` as its command; Ready once the script has touched /tmp/ready.
-fn restricted_pod(name: &str, script: &str) -> String {
-    let script = serde_json::to_string(script).expect("script");
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  automountServiceAccountToken: false
-  enableServiceLinks: false
-  terminationGracePeriodSeconds: 2
-  securityContext:
-    runAsNonRoot: true
-    runAsUser: 1000
-    runAsGroup: 1000
-    fsGroup: 1000
-    seccompProfile:
-      type: RuntimeDefault
-  containers:
-    - name: main
-      image: {image}
-      command: ["bash", "-c", {script}]
-      env:
-        - name: POD_NAME
-          valueFrom:
-            fieldRef:
-              fieldPath: metadata.name
-      readinessProbe:
-        exec:
-          command: ["cat", "/tmp/ready"]
-        periodSeconds: 1
-      securityContext:
-        allowPrivilegeEscalation: false
-        readOnlyRootFilesystem: true
-        runAsNonRoot: true
-        capabilities:
-          drop: ["ALL"]
-      volumeMounts:
-        - name: scratch
-          mountPath: /tmp
-  volumes:
-    - name: scratch
-      emptyDir: {{}}
-"#,
-        image = kafka_image(),
-    )
-}
 
 #[tokio::test]
 async fn a_restricted_pod_runs_ready_and_resolves_cluster_dns() {
@@ -459,32 +269,6 @@ spec:
       partitions: 3
       replicationFactor: 3
 "#;
-
-/// A client pod of the Kafka image for the console tools, so they run as a user's would:
-/// inside the cluster, by the names the cluster's DNS gives.
-fn client_pod() -> String {
-    restricted_pod("kafka-client", "touch /tmp/ready\nexec sleep infinity\n")
-}
-
-async fn exec_in_client(ns: &str, script: &str) -> (bool, String, String) {
-    kubectl(
-        &[
-            "exec",
-            "-n",
-            ns,
-            "kafka-client",
-            "--",
-            "env",
-            "LOG_DIR=/tmp/logs",
-            "KAFKA_HEAP_OPTS=-Xmx128m",
-            "bash",
-            "-c",
-            script,
-        ],
-        None,
-    )
-    .await
-}
 
 #[tokio::test]
 async fn the_operator_deployment_runs_a_kraft_cluster_that_serves_messages() {
