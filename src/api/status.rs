@@ -134,6 +134,16 @@ pub struct Operation {
     /// throttles too, by topic: kept listed meanwhile, and put back when the operation ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kept_topic_throttles: BTreeMap<String, BTreeMap<String, String>>,
+    /// Partitions of each throttled topic the operation lists in its throttled replica lists
+    /// (recorded before they are listed): entries of other partitions, or `*`, found there are
+    /// someone else's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub throttled_partitions: BTreeMap<String, Vec<i32>>,
+    /// The replication throttle rates the operation sets on its brokers (recorded before they
+    /// are set; more than one if `rebalance.throttleBytesPerSecond` changed meanwhile): another
+    /// rate found there is someone else's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle_rates: Vec<i64>,
     /// Whether the drain's verification held a second time, from a fresh look at Kafka, at the
     /// start of step Shrinking: only then does the StatefulSet shrink (one read, possibly from
     /// a broker whose metadata lags, is not enough to remove a broker).
@@ -153,6 +163,11 @@ pub struct Operation {
     /// if the drain is cancelled.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kept_cordons: BTreeMap<String, String>,
+    /// Leaving brokers that joined with a scale-up cancelled before they registered: their id
+    /// may still carry the cordon a drain left on an earlier broker of the same id. That cordon
+    /// is the operator's, never recorded as a user's, and lifted if the cluster keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inherited_cordons: Vec<i32>,
     /// When the operation started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,

@@ -702,6 +702,27 @@ impl State {
         let entries = self.configs.entry(resource.clone()).or_default();
         for (key, op) in changes {
             match op {
+                // Putting back the value someone else had (or keeping theirs as it is): the
+                // setting is theirs again.
+                ConfigOp::Set(v)
+                    if !by_user
+                        && entries.get(key).is_some_and(|old| {
+                            if old.by_user {
+                                old.value == *v
+                            } else {
+                                old.replaced_user_value.as_ref() == Some(v)
+                            }
+                        }) =>
+                {
+                    entries.insert(
+                        key.clone(),
+                        Setting {
+                            value: v.clone(),
+                            by_user: true,
+                            replaced_user_value: None,
+                        },
+                    );
+                }
                 ConfigOp::Set(v) => {
                     let replaced_user_value = match entries.get(key) {
                         _ if by_user => None,
@@ -2117,6 +2138,25 @@ mod tests {
         block(m.clear_throttle(&[0, 1, 2], &["t".into()])).unwrap();
         assert_eq!(m.violations().len(), 1, "{:?}", m.violations());
         assert!(m.violations()[0].contains("leader.replication.throttled.rate=1000"));
+    }
+
+    #[test]
+    fn putting_a_users_value_back_makes_it_theirs_again() {
+        let m = KafkaModel::new(ModelConfig::default(), 3);
+        let broker = ConfigResource::Broker(0);
+        m.set_user_config(broker.clone(), LEADER_RATE, "1000");
+        let set = |v: &str| BTreeMap::from([(LEADER_RATE.to_string(), ConfigOp::Set(v.into()))]);
+        block(m.alter_configs(&broker, &set("500"))).unwrap();
+        assert_eq!(m.operator_configs().len(), 1);
+        // Another value than theirs stays the operator's, and deleting it deletes theirs.
+        block(m.alter_configs(&broker, &set("700"))).unwrap();
+        assert_eq!(m.operator_configs().len(), 1);
+        block(m.alter_configs(&broker, &set("1000"))).unwrap();
+        assert!(m.operator_configs().is_empty());
+        assert_eq!(m.config(&broker, LEADER_RATE).as_deref(), Some("1000"));
+        // Theirs, so deleting it is a violation.
+        block(m.clear_throttle(&[0], &[])).unwrap();
+        assert_eq!(m.violations().len(), 1, "{:?}", m.violations());
     }
 
     #[test]

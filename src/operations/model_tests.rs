@@ -40,7 +40,7 @@ use crate::kafka::model::{CALL_KINDS, Call, CallFailure, KafkaModel, ModelConfig
 use crate::kafka::throttle::{FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS};
 use crate::kafka::{BrokerId, ConfigResource, KafkaAdmin, TopicPartition};
 use crate::operations::roll::{self, PodView, RollDecision, RollEnd};
-use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
+use crate::operations::scale::{self, CORDONED_LOG_DIRS as CORDONED, ScaleInput, ScaleOutcome};
 use crate::operations::topics::reconcile_topics;
 use crate::resources::names::Role;
 
@@ -1526,6 +1526,62 @@ fn a_drain_leaves_throttles_set_by_others_alone() {
     );
 }
 
+/// The throttle a user set on a topic that moves and on a broker that is throttled, before the
+/// drain: overwritten while it runs, then put back as it was, and theirs again.
+#[test]
+fn a_users_throttle_on_what_the_drain_throttles_is_put_back() {
+    let mut sim = Sim::new(&Setup::default());
+    let orders = ConfigResource::Topic("orders".into());
+    sim.kafka
+        .set_user_config(orders.clone(), LEADER_REPLICAS, "*");
+    sim.kafka
+        .set_user_config(ConfigResource::Broker(0), LEADER_RATE, "1000000");
+    sim.desired = 3;
+    sim.assert_settles_clean();
+    assert_eq!(
+        sim.kafka.config(&orders, LEADER_REPLICAS).as_deref(),
+        Some("*")
+    );
+    assert_eq!(
+        sim.kafka
+            .config(&ConfigResource::Broker(0), LEADER_RATE)
+            .as_deref(),
+        Some("1000000")
+    );
+}
+
+/// scale/throttles.rs: a user's throttle set after the drain recorded the broker and topic
+/// (between the record and the set, or later) was overwritten by the operation's and then
+/// deleted with it. It is now found before each set and recorded as theirs, then put back.
+#[test]
+fn a_users_throttle_changed_mid_drain_is_put_back() {
+    for wait in 1..8 {
+        let mut sim = Sim::new(&Setup::default());
+        sim.desired = 3;
+        for _ in 0..wait {
+            sim.step(None);
+        }
+        let orders = ConfigResource::Topic("orders".into());
+        sim.kafka
+            .set_user_config(orders.clone(), LEADER_REPLICAS, "*");
+        sim.kafka
+            .set_user_config(ConfigResource::Broker(0), LEADER_RATE, "1000000");
+        sim.assert_settles_clean();
+        assert_eq!(
+            sim.kafka.config(&orders, LEADER_REPLICAS).as_deref(),
+            Some("*"),
+            "after {wait} round(s)"
+        );
+        assert_eq!(
+            sim.kafka
+                .config(&ConfigResource::Broker(0), LEADER_RATE)
+                .as_deref(),
+            Some("1000000"),
+            "after {wait} round(s)"
+        );
+    }
+}
+
 /// scale.rs, `drain`, brokerCount changed mid-drain: the moves are cancelled and a new
 /// operation starts with no `in_flight`, so `move_partitions` takes the metadata's replica
 /// list of a partition Kafka no longer lists as moving for its replicas. Metadata that lags
@@ -1634,9 +1690,9 @@ fn a_roll_does_not_restart_on_a_lagging_view_of_the_isr() {
 /// (drained and removed while cordoned) is cleared only once the scale-up's brokers have all
 /// registered. A scale-up cancelled before that (brokerCount lowered again) leaves it, and the
 /// drain that follows plans moves onto the still-cordoned broker, which Kafka refuses
-/// (INELIGIBLE_REPLICA) round after round. Found by the random faults (seeds 1 and 33).
+/// (INELIGIBLE_REPLICA) round after round. Found by the random faults (seeds 1 and 33). The
+/// cancel now waits for the brokers it keeps to register and lifts their cordon first.
 #[test]
-#[ignore = "bug: a scale-up cancelled before its brokers register leaves their inherited cordon, and the next drain is refused for ever (liveness)"]
 fn a_scale_up_cancelled_before_its_brokers_register_clears_their_inherited_cordon() {
     let setup = Setup {
         brokers: 4,
@@ -1666,6 +1722,38 @@ fn a_scale_up_cancelled_before_its_brokers_register_clears_their_inherited_cordo
     ];
     run_with_faults(Scenario::ScaleUp, &setup, &faults, Avoid::Known)
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// scale/cordon.rs, `cordon_leaving`: the same inherited cordon on brokers a cancelled
+/// scale-up hands to a drain (they go, so it is not lifted) was recorded as a user's value and
+/// put back when that drain was cancelled in turn: brokers the cluster keeps stayed cordoned.
+/// The drain now knows which leaving brokers may carry it (`inheritedCordons`).
+#[test]
+fn a_drain_cancelled_after_a_cancelled_scale_up_leaves_no_inherited_cordon() {
+    let mut sim = Sim::new(&Setup {
+        brokers: 5,
+        ..Setup::default()
+    });
+    sim.desired = 3;
+    sim.settle(SETTLE_ROUNDS).unwrap_or_else(|e| panic!("{e}"));
+    let cordon = |sim: &Sim, b| sim.kafka.config(&ConfigResource::Broker(b), CORDONED);
+    // Brokers 3 and 4 went cordoned; their ids come back, and the scale-up is undone before
+    // they register: they are drained, and cordoned by that drain once they run.
+    sim.desired = 5;
+    sim.step(None);
+    sim.desired = 3;
+    let cordoned = sim.run_until(60, |s| {
+        s.status.operation.as_ref().is_some_and(|op| op.cordoned)
+    });
+    assert!(cordoned, "{}", sim.trace_tail(30));
+    // Undone again: all five stay.
+    sim.desired = 5;
+    sim.assert_settles_clean();
+    assert_eq!(cordon(&sim, 3), None, "{}", sim.trace_tail(40));
+    assert_eq!(cordon(&sim, 4), None, "{}", sim.trace_tail(40));
+    // And a drain of broker 4 moves onto broker 3.
+    sim.desired = 4;
+    sim.assert_settles_clean();
 }
 
 /// roll.rs, `why_not_restart`: a partition with no more replicas than its
@@ -1831,8 +1919,9 @@ fn known_trigger(fault: &Fault, run: &RunFacts, sim: &Sim) -> bool {
     match fault {
         // a_roll_does_not_restart_a_serving_broker_that_fails_its_probe
         Fault::Unready(_) => true,
-        // a_drain_leaves_throttles_set_by_others_alone
-        Fault::UserThrottle(_) => true,
+        // A user's throttle, set or changed at any point of an operation, is no known trigger
+        // any more (a_users_throttle_changed_mid_drain_is_put_back).
+        Fault::UserThrottle(_) => false,
         // a_stale_read_of_the_status_never_grows_the_statefulset_back
         Fault::StaleStatus => true,
         // a_crash_after_the_shrink_then_a_kafka_error_never_grow_the_statefulset_back
@@ -2164,7 +2253,7 @@ fn random_faults_through_drains_rebalances_and_rolls_lose_nothing() {
 }
 
 #[test]
-#[ignore = "bug: still finds a drain's handling of a user's own throttle (UserThrottle faults: the operator overwrites the user's rate and replica list, then deletes them or leaves them behind) and the bugs of the ignored regression tests above; stale reads no longer fail it"]
+#[ignore = "bug: the default seed finds a topic created during a drain on a Kafka that cannot cordon (ZooKeeper mode), left out of a stale metadata read at the re-verification, so the StatefulSet shrinks below a broker it lists (Crash and late CreateTopic faults, which the main test avoids); user throttles no longer fail it (seeds 1-3 and 5-9 pass)"]
 fn random_faults_with_every_fault_and_every_check() {
     random_faults(cases(200), Avoid::Nothing);
 }

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::Operation;
+use crate::api::{Operation, OperationKind};
 use crate::kafka::{BrokerId, ConfigOp, ConfigResource, KafkaAdmin, KafkaError};
 
 use super::{Notice, list, notice};
@@ -64,8 +64,10 @@ pub(super) async fn cordon_leaving(
                 unsupported(op, notices, "this Kafka version has no broker cordoning");
                 return Ok(false);
             };
+            // An inherited cordon is the operator's own, not a value to put back.
             if let Some(value) = entry.value.as_ref().filter(|v| !v.is_empty())
                 && entry.overridden
+                && !op.inherited_cordons.contains(&b)
             {
                 op.kept_cordons.insert(b.to_string(), value.clone());
             }
@@ -132,6 +134,70 @@ pub(super) async fn uncordon(admin: &dyn KafkaAdmin, op: &Operation) -> Result<(
             .await?;
     }
     Ok(())
+}
+
+/// Before a cancelled operation hands over to the next: lifts the cordon that brokers of
+/// `inherited` may have inherited (see [`clear_inherited`]) from those the cluster keeps (below
+/// `desired`), for nothing after it knows that cordon is the operator's. A broker's own config
+/// is altered through that very broker (a broker refuses IncrementalAlterConfigs of another
+/// broker's id), so this waits for them to register: `Err(why)` while it waits, else the
+/// brokers it lifted a cordon from.
+pub(super) async fn lift_inherited_from_kept(
+    admin: Option<&dyn KafkaAdmin>,
+    inherited: &[BrokerId],
+    desired: i32,
+) -> Result<Result<Vec<BrokerId>, String>, KafkaError> {
+    let kept: Vec<BrokerId> = inherited.iter().copied().filter(|b| *b < desired).collect();
+    if kept.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let Some(admin) = admin else {
+        return Ok(Err(format!(
+            "Kafka to be reachable to lift the cordon broker(s) {} may have inherited, before acting on brokerCount {desired}",
+            list(kept)
+        )));
+    };
+    let registered = admin.snapshot().await?.broker_ids();
+    let unregistered: Vec<BrokerId> = kept
+        .iter()
+        .copied()
+        .filter(|b| !registered.contains(b))
+        .collect();
+    if !unregistered.is_empty() {
+        return Ok(Err(format!(
+            "broker(s) {} to register, to lift the cordon they may have inherited before acting on brokerCount {desired}",
+            list(unregistered)
+        )));
+    }
+    Ok(Ok(clear_inherited(admin, &kept).await?))
+}
+
+/// The operation that follows a cancelled one inherits what it still has to know: which of its
+/// leaving brokers may carry an inherited cordon.
+pub(super) fn hand_over(next: &mut Option<Operation>, inherited: &[BrokerId]) {
+    if let Some(op) = next.as_mut()
+        && op.kind == OperationKind::ScaleDown
+    {
+        op.inherited_cordons = inherited
+            .iter()
+            .copied()
+            .filter(|b| op.leaving_brokers.contains(b))
+            .collect();
+        op.inherited_cordons.sort_unstable();
+        op.inherited_cordons.dedup();
+    }
+}
+
+/// The event of a cordon lifted from brokers that inherited it.
+pub(super) fn lifted_notice(brokers: Vec<BrokerId>) -> Notice {
+    notice(
+        false,
+        "CordonLifted",
+        format!(
+            "broker(s) {} joined with the cordon of an earlier broker of the same id; lifted",
+            list(brokers)
+        ),
+    )
 }
 
 /// Clears a cordon that brokers joining the cluster inherited from an earlier broker with the

@@ -35,6 +35,23 @@ pub(super) async fn drain(
         };
         cancel_moves(admin, &op).await?;
         cordon::uncordon(admin, &op).await?;
+        // A leaving broker that joined with a cancelled scale-up and is kept now may still
+        // carry an inherited cordon this drain did not set (it had not registered): lifted
+        // before anything else is done with it.
+        let lifted = match cordon::lift_inherited_from_kept(
+            Some(admin),
+            &op.inherited_cordons,
+            input.desired,
+        )
+        .await?
+        {
+            Ok(lifted) => lifted,
+            Err(why) => {
+                op.waiting_for = Some(why);
+                out.operation = Some(op);
+                return Ok(out);
+            }
+        };
         let cancelled = notice(
             false,
             "DrainCancelled",
@@ -45,7 +62,11 @@ pub(super) async fn drain(
         );
         // The new count is acted on at once.
         let mut next = start(Some(admin), input, running).await?;
+        cordon::hand_over(&mut next.operation, &op.inherited_cordons);
         next.notices.insert(0, cancelled);
+        if !lifted.is_empty() {
+            next.notices.insert(1, cordon::lifted_notice(lifted));
+        }
         return Ok(next);
     }
 

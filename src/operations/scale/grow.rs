@@ -32,6 +32,25 @@ pub(super) async fn grow(
             out.operation = Some(op);
             return Ok(out);
         }
+        // The new brokers may have come back with the cordon of an earlier broker of their id.
+        // The scale-up lifts it once all of them registered (below); one cancelled before that
+        // lifts it from those the cluster keeps before it ends, and tells the drain that
+        // follows which of the others may carry it. Else a drain or rebalance plans moves onto
+        // a broker Kafka refuses them for (INELIGIBLE_REPLICA), round after round.
+        let inherited = if op.step == Step::WaitingForBrokers {
+            op.arriving_brokers.clone()
+        } else {
+            Vec::new()
+        };
+        let lifted =
+            match cordon::lift_inherited_from_kept(admin, &inherited, input.desired).await? {
+                Ok(lifted) => lifted,
+                Err(why) => {
+                    op.waiting_for = Some(why);
+                    out.operation = Some(op);
+                    return Ok(out);
+                }
+            };
         let cancelled = notice(
             false,
             "RebalanceCancelled",
@@ -42,7 +61,11 @@ pub(super) async fn grow(
         );
         // The new count is acted on at once: brokers that joined are drained before they go.
         let mut next = start(admin, input, running.max(target)).await?;
+        cordon::hand_over(&mut next.operation, &inherited);
         next.notices.insert(0, cancelled);
+        if !lifted.is_empty() {
+            next.notices.insert(1, cordon::lifted_notice(lifted));
+        }
         return Ok(next);
     }
     match op.step {
@@ -76,14 +99,7 @@ pub(super) async fn grow(
                 None => Vec::new(),
             };
             if !cleared.is_empty() {
-                out.notices.push(notice(
-                    false,
-                    "CordonLifted",
-                    format!(
-                        "broker(s) {} joined with the cordon of an earlier broker of the same id; lifted",
-                        list(cleared)
-                    ),
-                ));
+                out.notices.push(cordon::lifted_notice(cleared));
             }
             if !input.rebalance.on_scale_up {
                 finish(

@@ -287,8 +287,24 @@ pub(super) async fn move_partitions(
     if !throttle.is_empty() {
         // Recorded (in the status) before it is set, so it is cleared even if the operator
         // dies right after setting it.
-        if throttles::record(admin, op, &throttle).await? {
+        let mut planned: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+        for m in &pending {
+            planned
+                .entry(m.partition.topic.clone())
+                .or_default()
+                .insert(m.partition.partition);
+        }
+        if throttles::record(admin, op, &throttle, &planned).await? {
             op.waiting_for = Some("recording the replication throttle before setting it".into());
+            return Ok(());
+        }
+        // A user may have changed a throttle there since: theirs is recorded before ours
+        // overwrites it.
+        let brokers: Vec<BrokerId> = throttle.brokers.iter().copied().collect();
+        let topics: Vec<String> = throttle.topics.keys().cloned().collect();
+        if throttles::adopt_changes(admin, op, &brokers, &topics).await? {
+            op.waiting_for =
+                Some("recording a throttle someone else set before overwriting it".into());
             return Ok(());
         }
         let throttle = throttle.keeping(&op.kept_topic_throttles);

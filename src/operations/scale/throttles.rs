@@ -7,7 +7,7 @@
 //! throttles too, it records the value and puts it back at the end (a topic keeps its own
 //! throttled replicas listed alongside the operation's meanwhile).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::Operation;
 use crate::kafka::throttle::{FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS};
@@ -16,11 +16,41 @@ use crate::kafka::{ConfigOp, ConfigResource, ConfigValue, KafkaAdmin, KafkaError
 /// Records the brokers and topics `throttle` touches that `op` has not recorded yet, with the
 /// throttle values others set on them. Returns whether anything was recorded: the caller then
 /// sets nothing this round, so the record reaches the status before the throttle reaches Kafka.
+///
+/// The partitions the throttle lists are recorded too, with the `planned` ones (every partition
+/// the operation still means to move, by topic), so later batches rarely wait for a record; and
+/// so is the throttle's rate.
 pub(super) async fn record(
     admin: &dyn KafkaAdmin,
     op: &mut Operation,
     throttle: &Throttle,
+    planned: &BTreeMap<String, BTreeSet<i32>>,
 ) -> Result<bool, KafkaError> {
+    let unlisted = throttle.topics.iter().any(|(t, tt)| {
+        let recorded = op.throttled_partitions.get(t);
+        tt.leader
+            .iter()
+            .chain(&tt.follower)
+            .any(|(p, _)| !recorded.is_some_and(|r| r.contains(p)))
+    });
+    if unlisted {
+        let mut partitions: BTreeMap<String, BTreeSet<i32>> = op
+            .throttled_partitions
+            .iter()
+            .map(|(t, ps)| (t.clone(), ps.iter().copied().collect()))
+            .collect();
+        for (t, tt) in &throttle.topics {
+            let ps = partitions.entry(t.clone()).or_default();
+            ps.extend(tt.leader.iter().chain(&tt.follower).map(|(p, _)| *p));
+        }
+        for (t, planned) in planned {
+            partitions.entry(t.clone()).or_default().extend(planned);
+        }
+        op.throttled_partitions = partitions
+            .into_iter()
+            .map(|(t, ps)| (t, ps.into_iter().collect()))
+            .collect();
+    }
     let brokers: Vec<i32> = throttle
         .brokers
         .iter()
@@ -33,8 +63,12 @@ pub(super) async fn record(
         .filter(|t| !op.throttled_topics.contains(t))
         .cloned()
         .collect();
+    let new_rate = !op.throttle_rates.contains(&(throttle.rate as i64));
+    if new_rate {
+        op.throttle_rates.push(throttle.rate as i64);
+    }
     if brokers.is_empty() && topics.is_empty() {
-        return Ok(false);
+        return Ok(unlisted || new_rate);
     }
     let resources: Vec<ConfigResource> = brokers
         .iter()
@@ -77,13 +111,124 @@ fn set_here(entries: &BTreeMap<String, ConfigValue>, keys: &[&str]) -> BTreeMap<
         .collect()
 }
 
+/// Finds the throttle values someone else set on the brokers and topics the operation
+/// throttles since it recorded them (a user changing a throttle while the operation runs): they
+/// are recorded as theirs, to be put back at the end instead of what they had before. A broker
+/// rate other than the operation's own (`throttle_rates`) is someone else's; so are the
+/// entries of a topic's throttled replica list that are `*` or name a partition the operation
+/// does not list. Returns whether anything was recorded: the caller then sets nothing this
+/// round, so the record reaches the status before the operation's throttle overwrites theirs.
+pub(super) async fn adopt_changes(
+    admin: &dyn KafkaAdmin,
+    op: &mut Operation,
+    brokers: &[i32],
+    topics: &[String],
+) -> Result<bool, KafkaError> {
+    let resources: Vec<ConfigResource> = brokers
+        .iter()
+        .map(|b| ConfigResource::Broker(*b))
+        .chain(topics.iter().cloned().map(ConfigResource::Topic))
+        .collect();
+    if resources.is_empty() {
+        return Ok(false);
+    }
+    let found = match admin.describe_configs(&resources).await {
+        Ok(found) => found,
+        // A topic deleted meanwhile has nothing of anyone's left.
+        Err(KafkaError::UnknownTopic { .. }) if brokers.is_empty() => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let ours: Vec<String> = op.throttle_rates.iter().map(|r| r.to_string()).collect();
+    let mut changed = false;
+    for (resource, entries) in found {
+        match resource {
+            ConfigResource::Broker(b) => {
+                let key = b.to_string();
+                for (k, v) in set_here(&entries, &[LEADER_RATE, FOLLOWER_RATE]) {
+                    let kept = op.kept_broker_throttles.get(&key).and_then(|m| m.get(&k));
+                    if !ours.contains(&v) && kept != Some(&v) {
+                        op.kept_broker_throttles
+                            .entry(key.clone())
+                            .or_default()
+                            .insert(k, v);
+                        changed = true;
+                    }
+                }
+            }
+            ConfigResource::Topic(t) => {
+                let listed: BTreeSet<i32> = op
+                    .throttled_partitions
+                    .get(&t)
+                    .map(|ps| ps.iter().copied().collect())
+                    .unwrap_or_default();
+                for (k, v) in set_here(&entries, &[LEADER_REPLICAS, FOLLOWER_REPLICAS]) {
+                    let kept = op.kept_topic_throttles.get(&t).and_then(|m| m.get(&k));
+                    let theirs = others_entries(&v, &listed);
+                    let had = kept.map(|k| others_entries(k, &listed)).unwrap_or_default();
+                    if theirs.is_empty() || theirs == had {
+                        continue;
+                    }
+                    // What they had listed on the operation's partitions stays theirs too.
+                    let mut now = theirs;
+                    if !now.contains("*")
+                        && let Some(kept) = kept
+                    {
+                        now.extend(
+                            entries_of(kept)
+                                .filter(|e| partition_of(e).is_some_and(|p| listed.contains(&p))),
+                        );
+                    }
+                    let value = if now.contains("*") {
+                        "*".to_string()
+                    } else {
+                        now.into_iter().collect::<Vec<_>>().join(",")
+                    };
+                    op.kept_topic_throttles
+                        .entry(t.clone())
+                        .or_default()
+                        .insert(k, value);
+                    changed = true;
+                }
+            }
+            ConfigResource::BrokerDefault => {}
+        }
+    }
+    Ok(changed)
+}
+
+fn entries_of(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+}
+
+/// The partition a `partition:broker` entry names.
+fn partition_of(entry: &str) -> Option<i32> {
+    entry.split_once(':')?.0.trim().parse().ok()
+}
+
+/// The entries of a throttled replica list that are not the operation's: `*`, and those of
+/// partitions it does not list.
+fn others_entries(value: &str, listed: &BTreeSet<i32>) -> BTreeSet<String> {
+    entries_of(value)
+        .filter(|e| !partition_of(e).is_some_and(|p| listed.contains(&p)))
+        .collect()
+}
+
 /// Clears the throttles the operation recorded and puts back what others had set there: a
 /// broker or topic with a value of someone else's gets that value back in the same change
 /// (never a moment without it), the others lose the keys.
+///
+/// A value someone set since the operation last looked is theirs too: it is kept, not deleted
+/// (putting back what is there already overwrites nothing, so no record comes first).
 pub(super) async fn clear_throttles(
     admin: &dyn KafkaAdmin,
     op: &mut Operation,
 ) -> Result<(), KafkaError> {
+    let (brokers, topics) = (op.throttled_brokers.clone(), op.throttled_topics.clone());
+    adopt_changes(admin, op, &brokers, &topics).await?;
     let brokers: Vec<i32> = op
         .throttled_brokers
         .iter()
@@ -134,5 +279,7 @@ pub(super) async fn clear_throttles(
     op.throttled_topics.clear();
     op.kept_broker_throttles.clear();
     op.kept_topic_throttles.clear();
+    op.throttled_partitions.clear();
+    op.throttle_rates.clear();
     Ok(())
 }
