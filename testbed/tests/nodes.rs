@@ -73,6 +73,29 @@ async fn three_nodes_each_with_its_zone_pod_range_and_kubelet() {
         );
     }
     assert_eq!(ports.len(), usize::from(NODES), "kubelet ports {ports:?}");
+
+    // Every node's pod range is on the bridge from this machine too, and forwarded pod
+    // traffic still passes the guard that keeps it on the bridge.
+    for index in 0..NODES {
+        let address = format!("10.244.{index}.200");
+        let out = std::process::Command::new("ip")
+            .args(["route", "get", &address])
+            .output()
+            .expect("ip route get");
+        let route = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            route.contains("dev kotb0"),
+            "{address} is not routed into the bridge: {route}"
+        );
+    }
+    let out = std::process::Command::new("iptables")
+        .args(["-S", "FORWARD"])
+        .output()
+        .expect("iptables -S FORWARD");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("-j KAFKA-OPERATOR-TESTBED"),
+        "no forwarding guard"
+    );
 }
 
 const NS: &str = "nodes-kraft";
