@@ -1,21 +1,29 @@
-//! A real Kubernetes node on this machine: containerd and runc run the pods' containers from
+//! Real Kubernetes nodes on this machine: containerd and runc run the pods' containers from
 //! images built locally (`hack/build-images.sh`), a CNI bridge gives them addresses, the
 //! kubelet runs them, kube-proxy routes Services, kube-scheduler places pods, and CoreDNS
 //! answers `cluster.local`. Together with a [`LocalKube`] started on the bridge's gateway
-//! ([`NodeNetwork::gateway`]) this is a one-node cluster whose pods are the real thing: the
-//! operator's pod specs, images, probes, volumes and DNS names run as on any cluster.
+//! ([`NodeNetwork::gateway`]) this is a cluster whose pods are the real thing: the operator's
+//! pod specs, images, probes, volumes and DNS names run as on any cluster.
 //!
-//! Network: every address lives on a bridge this module creates (`kotb0`, pods in
-//! 10.244.0.0/24, its gateway 10.244.0.1 being this machine) or is a Service ClusterIP that only
-//! the node's own iptables rules resolve. Pods get routes to the pod network and the Service
-//! range only, no default route, and a `FORWARD` guard drops anything from or to a pod address
-//! that would leave through another interface; nothing is masqueraded (`ipMasq: false`). The
-//! host reaches pods directly through the bridge.
+//! One node by default, or several ([`NodeOptions::nodes`]): each is a containerd and a kubelet
+//! of its own (`testbed-node-N`, zone `testbed-zone-a`, `-b`, ...), with its own state
+//! directory, pod address range and local volumes. A kubelet removes the sandboxes, containers
+//! and pod log directories it does not know of, so nodes share no container runtime and no
+//! log directory. kube-proxy, kube-scheduler and CoreDNS run once for all of them: every pod's
+//! traffic passes through this machine's network namespace anyway.
 //!
-//! One node at a time per machine: kube-proxy's chains and the bridge are machine-wide, so a
-//! lock file serialises test binaries that start one, and the node's state lives in a fixed
-//! directory so that whatever a killed run left behind (containers, mounts, network namespaces,
-//! chains) is cleaned up by the next one before it starts.
+//! Network: every address lives on a bridge this module creates (`kotb0`, 10.244.0.0/16, its
+//! gateway 10.244.0.1 being this machine) or is a Service ClusterIP that only the machine's own
+//! iptables rules resolve. Node N gives its pods addresses from 10.244.N.0/24 (its `podCIDR`),
+//! all on the one bridge, so pods of different nodes reach each other directly. Pods get a
+//! route to the Service range only, no default route, and a `FORWARD` guard drops anything
+//! from or to a pod address that would leave through another interface; nothing is masqueraded
+//! (`ipMasq: false`). The host reaches pods directly through the bridge.
+//!
+//! One set of nodes at a time per machine: kube-proxy's chains and the bridge are machine-wide,
+//! so a lock file serialises test binaries that start them, and each node's state lives in a
+//! fixed directory so that whatever a killed run left behind (containers, mounts, network
+//! namespaces, chains) is cleaned up by the next one before it starts.
 //!
 //! Needs root and the packages of `hack/node-deps.sh`.
 
@@ -32,49 +40,95 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, ServiceAccount};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
 
 use crate::kube::{LocalKube, SERVICE_CIDR, bin_dir};
 use crate::process::{ManagedProcess, free_port, pinned_version, process_alive, project_root};
 
-/// All pods of the testbed's nodes; node N has 10.244.N.0/24 (only node 0 so far).
+/// All pods of the testbed's nodes, on one bridge; node N has 10.244.N.0/24 ([`pod_cidr`]).
 pub const POD_NETWORK: &str = "10.244.0.0/16";
 /// The cluster's DNS domain.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
-/// The StorageClass of the node's local PersistentVolumes, the cluster's default class.
+/// The StorageClass of the nodes' local PersistentVolumes, the cluster's default class.
 pub const STORAGE_CLASS: &str = "testbed-local";
+/// The label of a node's zone, `testbed-zone-a` for the first node ([`zone_name`]).
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// The most nodes one machine runs: each is a containerd, a kubelet and their pods.
+pub const MAX_NODES: u8 = 8;
 /// The chain of the `FORWARD` guard that keeps pod traffic on the bridges.
 const GUARD_CHAIN: &str = "KAFKA-OPERATOR-TESTBED";
 /// Bridges are named `kotb<N>`; the guard matches them all with `kotb+`.
 const BRIDGE_PREFIX: &str = "kotb";
+/// The one bridge of the machine's nodes.
+const BRIDGE: &str = "kotb0";
 /// Label on the PersistentVolumes a node made, so it recycles only its own.
 const PV_LABEL: &str = "kafka-operator-testbed/node";
-/// Local volumes kept Available at all times, so a new claim never waits for one.
+/// Local volumes kept Available on each node at all times, so a new claim never waits for one.
 const SPARE_VOLUMES: usize = 4;
 /// Capacity written on each local volume: larger than any claim of the examples (local volumes
 /// do not enforce it), so that every claim fits any volume.
 const VOLUME_CAPACITY: &str = "200Gi";
 /// The containerd namespace the CRI plugin keeps Kubernetes' images and containers in.
 const CRI_NAMESPACE: &str = "k8s.io";
+/// Where the kubelets link their containers' logs (a fixed path; the logs themselves are in
+/// each node's own directory).
+const CONTAINER_LOG_LINKS: &str = "/var/log/containers";
+/// Prefix of the nodes' state directories in the temporary directory.
+const NODE_DIR_PREFIX: &str = "kafka-operator-node-";
 
-/// The kernel settings the node needs, and their values for it.
+/// The kernel settings the nodes need, and their values for them.
 const NODE_SYSCTLS: [(&str, &str); 2] = [
     ("net/ipv4/ip_forward", "1"),
     ("net/bridge/bridge-nf-call-iptables", "1"),
 ];
 
-/// Where the node's state lives: fixed, so a later run finds what a killed one left.
+/// Where node `index` keeps its state: fixed, so a later run finds what a killed one left.
 fn node_dir(index: u8) -> PathBuf {
-    std::env::temp_dir().join(format!("kafka-operator-node-{index}"))
+    std::env::temp_dir().join(format!("{NODE_DIR_PREFIX}{index}"))
 }
 
-/// The bridge and addresses of node `index`, with the machine-wide lock that makes it the only
-/// testbed node of this machine. Created before the [`LocalKube`], which must bind to
+/// The name of node `index`: `testbed-node-0`, ... (its `kubernetes.io/hostname` label too).
+pub fn node_name(index: u8) -> String {
+    format!("testbed-node-{index}")
+}
+
+/// The zone of node `index`: `testbed-zone-a`, `testbed-zone-b`, ...
+pub fn zone_name(index: u8) -> String {
+    format!("testbed-zone-{}", char::from(b'a' + index % 26))
+}
+
+/// The pod subnet of node `index` (its Node's `podCIDR`), a slice of [`POD_NETWORK`].
+pub fn pod_cidr(index: u8) -> String {
+    format!("10.244.{index}.0/24")
+}
+
+/// The nodes whose state directories an earlier run left, by index.
+fn leftover_nodes() -> Vec<u8> {
+    let mut found: Vec<u8> = std::fs::read_dir(std::env::temp_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_prefix(NODE_DIR_PREFIX)?
+                        .parse::<u8>()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort_unstable();
+    found
+}
+
+/// The bridge and addresses of the machine's nodes, with the machine-wide lock that makes them
+/// the only testbed nodes of this machine. Created before the [`LocalKube`], which must bind to
 /// [`gateway`](Self::gateway) for pods to reach it.
 pub struct NodeNetwork {
-    index: u8,
     // Held while the network exists; closing the file releases the lock.
     _lock: File,
     sysctls: Vec<(PathBuf, String)>,
@@ -83,25 +137,21 @@ pub struct NodeNetwork {
 
 impl NodeNetwork {
     /// Takes the machine's node lock (waiting up to 10 minutes for another run to finish),
-    /// cleans up what an earlier run of this node left, and creates the bridge, its routes and
-    /// the forwarding guard.
+    /// cleans up what an earlier run's nodes left, and creates the bridge, its routes and the
+    /// forwarding guard.
     pub fn create() -> anyhow::Result<NodeNetwork> {
         ensure!(
             unsafe { libc::geteuid() } == 0,
             "the testbed's node needs root (network namespaces, mounts, iptables); run the node tests as root"
         );
-        let index = 0;
-        let lock = take_lock(index)?;
-        let dir = node_dir(index);
-        if dir.exists() || link_exists(&bridge_name(index)) {
-            tracing::info!(
-                "cleaning up what an earlier testbed node left in {}",
-                dir.display()
-            );
-            clean_up_node(index, &NodePaths::new(&dir));
+        let lock = take_lock()?;
+        let leftovers = leftover_nodes();
+        if !leftovers.is_empty() || link_exists(BRIDGE) {
+            tracing::info!("cleaning up what an earlier run's testbed nodes {leftovers:?} left");
+            let paths: Vec<NodePaths> = leftovers.into_iter().map(NodePaths::new).collect();
+            clean_up(&paths);
         }
         let mut network = NodeNetwork {
-            index,
             _lock: lock,
             sysctls: Vec::new(),
             up: true,
@@ -110,30 +160,27 @@ impl NodeNetwork {
         Ok(network)
     }
 
-    /// The bridge's own address: this machine as the pods see it (the node's IP, where the API
-    /// server, CoreDNS and the kubelet listen for them).
+    /// The bridge's own address: this machine as the pods see it (every node's IP, where the
+    /// API server, CoreDNS and the kubelets listen for them).
     pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 244, self.index, 1)
-    }
-
-    /// The node's pod subnet.
-    pub fn pod_cidr(&self) -> String {
-        format!("10.244.{}.0/24", self.index)
+        Ipv4Addr::new(10, 244, 0, 1)
     }
 
     pub fn bridge(&self) -> String {
-        bridge_name(self.index)
+        BRIDGE.to_string()
     }
 
     fn set_up(&mut self) -> anyhow::Result<()> {
         let bridge = self.bridge();
         run("ip", &["link", "add", &bridge, "type", "bridge"])?;
+        // The whole pod network on the one bridge: pods of every node are neighbours.
+        let prefix = POD_NETWORK.split_once('/').map_or("16", |(_, p)| p);
         run(
             "ip",
             &[
                 "addr",
                 "add",
-                &format!("{}/24", self.gateway()),
+                &format!("{}/{prefix}", self.gateway()),
                 "dev",
                 &bridge,
             ],
@@ -158,7 +205,7 @@ impl NodeNetwork {
         run("modprobe", &["br_netfilter"]).ok();
         // The machine's own values are kept in a file until they are restored, so that a run
         // that was killed before restoring them still hands the right ones to the next run.
-        let saved = sysctl_file(self.index);
+        let saved = sysctl_file();
         let mut originals: BTreeMap<String, String> = std::fs::read_to_string(&saved)
             .unwrap_or_default()
             .lines()
@@ -230,17 +277,19 @@ impl NodeNetwork {
             return;
         }
         self.up = false;
-        remove_network(self.index);
+        remove_network();
         for (path, old) in self.sysctls.drain(..) {
             let _ = std::fs::write(&path, old);
         }
-        let _ = std::fs::remove_file(sysctl_file(self.index));
+        let _ = std::fs::remove_file(sysctl_file());
     }
 }
 
-/// Where node `index` keeps the machine's sysctl values it changed, until it restores them.
-fn sysctl_file(index: u8) -> PathBuf {
-    std::env::temp_dir().join(format!("kafka-operator-node-{index}.sysctl"))
+/// Where the machine's nodes keep the sysctl values they changed, until they restore them
+/// (named after the first node, as when there was only one, so that runs of older and newer
+/// testbeds find what the other left).
+fn sysctl_file() -> PathBuf {
+    std::env::temp_dir().join(format!("{NODE_DIR_PREFIX}0.sysctl"))
 }
 
 impl Drop for NodeNetwork {
@@ -250,15 +299,27 @@ impl Drop for NodeNetwork {
 }
 
 /// How a [`LocalNode`] is started.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NodeOptions {
     /// Images to import besides the pause, Kafka and operator images, as references whose
     /// archives `hack/build-images.sh` built.
     pub extra_images: Vec<String>,
+    /// How many nodes (kubelets) to run on this machine, 1 to [`MAX_NODES`]; 1 by default.
+    pub nodes: u8,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            extra_images: Vec::new(),
+            nodes: 1,
+        }
+    }
 }
 
 /// Paths of one node's state, all under its fixed directory.
 struct NodePaths {
+    index: u8,
     dir: PathBuf,
     logs: PathBuf,
     containerd_config: PathBuf,
@@ -268,13 +329,15 @@ struct NodePaths {
     cni_config: PathBuf,
     cni_ipam: PathBuf,
     kubelet_root: PathBuf,
+    pod_logs: PathBuf,
     volumes: PathBuf,
 }
 
 impl NodePaths {
-    fn new(dir: &Path) -> NodePaths {
+    fn new(index: u8) -> NodePaths {
+        let dir = node_dir(index);
         NodePaths {
-            dir: dir.to_path_buf(),
+            index,
             logs: dir.join("logs"),
             containerd_config: dir.join("containerd/config.toml"),
             containerd_socket: dir.join("containerd/containerd.sock"),
@@ -283,32 +346,43 @@ impl NodePaths {
             cni_config: dir.join("cni/net.d"),
             cni_ipam: dir.join("cni/ipam"),
             kubelet_root: dir.join("kubelet"),
+            pod_logs: dir.join("pod-logs"),
             volumes: dir.join("volumes"),
+            dir,
         }
     }
 }
 
-/// A running node. Stopping it ([`stop`](Self::stop) or drop) stops every container through
-/// containerd, then the node's processes, unmounts what the kubelet mounted, and removes the
-/// network namespaces, the bridge and the iptables chains of the kubelet and kube-proxy, so
-/// the next run starts from a clean machine.
-pub struct LocalNode {
+/// One node: its containerd and kubelet.
+struct Member {
     name: String,
     paths: NodePaths,
-    recycler: Option<JoinHandle<()>>,
-    // Stopped in this order by the clean-up (kubelet first, so it restarts nothing).
     kubelet: Option<ManagedProcess>,
+    containerd: Option<ManagedProcess>,
+}
+
+/// The running nodes of this machine, one unless [`NodeOptions::nodes`] says more. Stopping
+/// them ([`stop`](Self::stop) or drop) stops every container through its node's containerd,
+/// then the processes, unmounts what the kubelets mounted, and removes the network namespaces,
+/// the bridge and the iptables chains of the kubelets and kube-proxy, so the next run starts
+/// from a clean machine.
+///
+/// The processes that run once for all nodes (kube-proxy, kube-scheduler, CoreDNS) write
+/// their logs and files in the first node's directory.
+pub struct LocalNode {
+    members: Vec<Member>,
+    recyclers: Vec<JoinHandle<()>>,
+    // Stopped after the kubelets and containerds by the clean-up.
     proxy: Option<ManagedProcess>,
     scheduler: Option<ManagedProcess>,
     coredns: Option<ManagedProcess>,
-    containerd: Option<ManagedProcess>,
     network: Option<NodeNetwork>,
 }
 
 impl LocalNode {
-    /// Starts the node against `kube`, which must have been started on `network`'s gateway
-    /// ([`KubeOptions::address`](crate::kube::KubeOptions)), and waits until it is Ready, the
-    /// images are imported, CoreDNS answers and the `default` ServiceAccount exists.
+    /// Starts the nodes against `kube`, which must have been started on `network`'s gateway
+    /// ([`KubeOptions::address`](crate::kube::KubeOptions)), and waits until every one is
+    /// Ready, the images are imported, CoreDNS answers and the `default` ServiceAccount exists.
     pub async fn start(
         kube: &LocalKube,
         network: NodeNetwork,
@@ -320,59 +394,79 @@ impl LocalNode {
             kube.server(),
             network.gateway()
         );
+        ensure!(
+            (1..=MAX_NODES).contains(&options.nodes),
+            "NodeOptions::nodes is {}; the testbed runs 1 to {MAX_NODES} nodes",
+            options.nodes
+        );
         let bin = ensure_node_binaries().await?;
         let images = ensure_images(&options).await?;
 
-        let index = network.index;
-        let paths = NodePaths::new(&node_dir(index));
-        for dir in [
-            &paths.logs,
-            &paths.containerd_root,
-            &paths.containerd_state,
-            &paths.cni_config,
-            &paths.cni_ipam,
-            &paths.kubelet_root,
-            &paths.volumes,
-        ] {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut members = Vec::new();
+        for index in 0..options.nodes {
+            let paths = NodePaths::new(index);
+            for dir in [
+                &paths.logs,
+                &paths.containerd_root,
+                &paths.containerd_state,
+                &paths.cni_config,
+                &paths.cni_ipam,
+                &paths.kubelet_root,
+                &paths.pod_logs,
+                &paths.volumes,
+            ] {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            members.push(Member {
+                name: node_name(index),
+                paths,
+                kubelet: None,
+                containerd: None,
+            });
         }
         let mut node = LocalNode {
-            name: format!("testbed-node-{index}"),
-            paths,
-            recycler: None,
-            kubelet: None,
+            members,
+            recyclers: Vec::new(),
             proxy: None,
             scheduler: None,
             coredns: None,
-            containerd: None,
             network: Some(network),
         };
         // On any error below, drop tears down whatever had started.
-        node.start_containerd(&images).await?;
+        node.start_containerds(&images).await?;
         node.start_coredns(kube).await?;
         node.start_scheduler(kube, &bin)?;
-        // The kubelet before kube-proxy: kube-proxy waits up to 30 s for its Node object,
+        // The kubelets before kube-proxy: kube-proxy waits up to 30 s for its Node object,
         // which the kubelet registers within a second.
-        node.start_kubelet(kube, &bin)?;
+        node.start_kubelets(kube, &bin)?;
         node.start_proxy(kube, &bin).await?;
         let client = kube.admin_client().await?;
         node.wait_ready(&client).await?;
         ensure_storage(&client).await?;
-        node.recycler = Some(tokio::spawn(recycle_volumes(
-            client.clone(),
-            node.name.clone(),
-            node.paths.volumes.clone(),
-        )));
+        for member in &node.members {
+            node.recyclers.push(tokio::spawn(recycle_volumes(
+                client.clone(),
+                member.name.clone(),
+                member.paths.volumes.clone(),
+            )));
+        }
         ensure_default_service_account(&client, "default").await?;
         Ok(node)
     }
 
-    /// The node's name (its `kubernetes.io/hostname` label too).
+    /// The first node's name (its `kubernetes.io/hostname` label too): the node, when there
+    /// is one.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.members[0].name
     }
 
-    /// The node's address: where pods reach this machine.
+    /// Every node's name, in order: `testbed-node-0`, `testbed-node-1`, ...
+    pub fn names(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.name.clone()).collect()
+    }
+
+    /// The nodes' address: where pods reach this machine (every node reports it).
     pub fn ip(&self) -> Ipv4Addr {
         self.network
             .as_ref()
@@ -380,64 +474,113 @@ impl LocalNode {
             .unwrap_or(Ipv4Addr::UNSPECIFIED)
     }
 
-    /// Where the node's processes write their logs.
+    /// Where the first node's processes and those that serve all nodes (kube-proxy,
+    /// kube-scheduler, CoreDNS) write their logs.
     pub fn log_dir(&self) -> &Path {
-        &self.paths.logs
+        &self.members[0].paths.logs
     }
 
-    /// The last lines of one of the node's logs (`kubelet`, `containerd`, `kube-proxy`,
-    /// `kube-scheduler`, `coredns`), for error messages.
+    /// Where node `index`'s containerd and kubelet write their logs.
+    pub fn log_dir_of(&self, index: usize) -> Option<&Path> {
+        self.members.get(index).map(|m| m.paths.logs.as_path())
+    }
+
+    /// The last lines of one of the nodes' logs (`kubelet`, `containerd`, `kube-proxy`,
+    /// `kube-scheduler`, `coredns`), for error messages; with several nodes, those of a
+    /// kubelet or containerd are every node's, each under its name.
     pub fn log_tail(&self, process: &str, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.paths.logs.join(format!("{process}.log")))
-            .unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        if self.members.len() > 1 && matches!(process, "kubelet" | "containerd") {
+            return self
+                .members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "== {} {process} ==\n{}",
+                        m.name,
+                        file_tail(&m.paths.logs.join(format!("{process}.log")), lines)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        file_tail(&self.log_dir().join(format!("{process}.log")), lines)
     }
 
-    /// Runs `ctr` against the node's containerd, in the CRI namespace.
+    /// Runs `ctr` in the CRI namespace against each node's containerd in turn, until one
+    /// succeeds, and returns that output (or the first node's failure): a command naming a
+    /// container (ids are unique across nodes) runs on the node that has it.
     pub fn ctr(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        ctr(&self.paths.containerd_socket, args)
+        let mut first = None;
+        for member in &self.members {
+            let out = ctr(&member.paths.containerd_socket, args)?;
+            if out.status.success() {
+                return Ok(out);
+            }
+            first.get_or_insert(out);
+        }
+        first.context("no node")
     }
 
-    /// Stops the node and cleans up after it (what drop does, off the async threads).
+    /// Runs `ctr` in the CRI namespace against node `index`'s containerd.
+    pub fn ctr_on(&self, index: usize, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let member = self
+            .members
+            .get(index)
+            .with_context(|| format!("no node {index}"))?;
+        ctr(&member.paths.containerd_socket, args)
+    }
+
+    /// Stops the nodes and cleans up after them (what drop does, off the async threads).
     pub async fn stop(self) {
         let mut node = self;
         let _ = tokio::task::spawn_blocking(move || node.tear_down()).await;
     }
 
-    async fn start_containerd(&mut self, images: &[PathBuf]) -> anyhow::Result<()> {
-        let p = &self.paths;
+    /// Starts every node's containerd, then imports the images into all of them at once.
+    async fn start_containerds(&mut self, images: &[PathBuf]) -> anyhow::Result<()> {
         let pause = pinned_version("PAUSE_IMAGE")?;
-        let network = self.network.as_ref().context("node network")?;
-        // The loopback interface of each pod is set up by containerd itself, with the CNI
-        // loopback plugin from the same directory; the list below is the pod's eth0.
-        let cni = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "kafka-operator-testbed",
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": network.bridge(),
-                    "isGateway": true,
-                    "ipMasq": false,
-                    "hairpinMode": true,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": network.pod_cidr(), "gateway": network.gateway().to_string()}]],
-                        // No default route: pods reach pods, Services and this machine, nothing else.
-                        "routes": [{"dst": POD_NETWORK}, {"dst": SERVICE_CIDR}],
-                        "dataDir": p.cni_ipam,
-                    }
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}}
-            ]
-        });
-        std::fs::write(
-            p.cni_config.join("10-testbed.conflist"),
-            serde_json::to_string_pretty(&cni)?,
-        )?;
-        let config = format!(
-            r#"version = 2
+        let gateway = self.ip();
+        for member in &mut self.members {
+            let p = &member.paths;
+            let slice = Ipv4Addr::new(10, 244, p.index, 0).octets();
+            let first = Ipv4Addr::new(slice[0], slice[1], slice[2], 2);
+            let last = Ipv4Addr::new(slice[0], slice[1], slice[2], 254);
+            // The loopback interface of each pod is set up by containerd itself, with the CNI
+            // loopback plugin from the same directory; the list below is the pod's eth0: an
+            // address of the node's slice, in the subnet of every node's pods (one bridge).
+            let cni = serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": "kafka-operator-testbed",
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": BRIDGE,
+                        "isGateway": true,
+                        "ipMasq": false,
+                        "hairpinMode": true,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{
+                                "subnet": POD_NETWORK,
+                                "rangeStart": first.to_string(),
+                                "rangeEnd": last.to_string(),
+                                "gateway": gateway.to_string(),
+                            }]],
+                            // No default route: pods reach pods (on the bridge's subnet),
+                            // Services and this machine, nothing else.
+                            "routes": [{"dst": SERVICE_CIDR}],
+                            "dataDir": p.cni_ipam,
+                        }
+                    },
+                    {"type": "portmap", "capabilities": {"portMappings": true}}
+                ]
+            });
+            std::fs::write(
+                p.cni_config.join("10-testbed.conflist"),
+                serde_json::to_string_pretty(&cni)?,
+            )?;
+            let config = format!(
+                r#"version = 2
 root = "{root}"
 state = "{state}"
 oom_score = 0
@@ -470,45 +613,54 @@ oom_score = 0
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # runc's state with the node's, not in the machine-wide /run/containerd/runc.
+        Root = "{state}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
     max_conf_num = 1
 "#,
-            root = p.containerd_root.display(),
-            state = p.containerd_state.display(),
-            socket = p.containerd_socket.display(),
-            cni = p.cni_config.display(),
-        );
-        std::fs::write(&p.containerd_config, config)?;
-        let containerd = self.containerd.insert(ManagedProcess::spawn(
-            "containerd",
-            Path::new("containerd"),
-            &[format!("--config={}", p.containerd_config.display())],
-            &p.logs.join("containerd.log"),
-        )?);
-        wait_for("containerd to answer", Duration::from_secs(60), || {
-            if containerd.has_exited() {
-                return Err(anyhow::anyhow!(
-                    "containerd exited:\n{}",
-                    containerd.log_tail(30)
-                ));
-            }
-            Ok(ctr(&p.containerd_socket, &["version"])
-                .map(|o| o.status.success())
-                .unwrap_or(false))
-        })
-        .await?;
-        for archive in images {
-            let path = archive.display().to_string();
-            let started = Instant::now();
-            let out = self.ctr(&["images", "import", &path])?;
-            ensure!(
-                out.status.success(),
-                "importing {path} into containerd failed: {}; rebuild it with hack/build-images.sh",
-                String::from_utf8_lossy(&out.stderr)
+                root = p.containerd_root.display(),
+                state = p.containerd_state.display(),
+                socket = p.containerd_socket.display(),
+                cni = p.cni_config.display(),
             );
-            tracing::info!("imported {path} in {:?}", started.elapsed());
+            std::fs::write(&p.containerd_config, config)?;
+            member.containerd = Some(ManagedProcess::spawn(
+                "containerd",
+                Path::new("containerd"),
+                &[format!("--config={}", p.containerd_config.display())],
+                &p.logs.join("containerd.log"),
+            )?);
+        }
+        for member in &mut self.members {
+            let socket = member.paths.containerd_socket.clone();
+            let Some(containerd) = member.containerd.as_mut() else {
+                continue;
+            };
+            wait_for(
+                &format!("containerd of {} to answer", member.name),
+                Duration::from_secs(60),
+                || {
+                    if containerd.has_exited() {
+                        return Err(anyhow::anyhow!(
+                            "containerd exited:\n{}",
+                            containerd.log_tail(30)
+                        ));
+                    }
+                    Ok(containerd_answers(&socket))
+                },
+            )
+            .await?;
+        }
+        let imports = self.members.iter().map(|member| {
+            let socket = member.paths.containerd_socket.clone();
+            let name = member.name.clone();
+            let images = images.to_vec();
+            tokio::task::spawn_blocking(move || import_images(&name, &socket, &images))
+        });
+        for result in futures::future::join_all(imports).await {
+            result.context("importing images")??;
         }
         Ok(())
     }
@@ -546,13 +698,13 @@ oom_score = 0
 ",
             kubeconfig = kube.kubeconfig().display(),
         );
-        let path = self.paths.dir.join("Corefile");
+        let path = self.members[0].paths.dir.join("Corefile");
         std::fs::write(&path, corefile)?;
         let coredns = self.coredns.insert(ManagedProcess::spawn(
             "coredns",
             &bin,
             &["-conf".into(), path.display().to_string()],
-            &self.paths.logs.join("coredns.log"),
+            &self.members[0].paths.logs.join("coredns.log"),
         )?);
         wait_for("CoreDNS to be ready", Duration::from_secs(60), || {
             if coredns.has_exited() {
@@ -574,11 +726,13 @@ oom_score = 0
                 format!("--secure-port={}", free_port()?),
                 "--v=0".into(),
             ],
-            &self.paths.logs.join("kube-scheduler.log"),
+            &self.members[0].paths.logs.join("kube-scheduler.log"),
         )?);
         Ok(())
     }
 
+    /// One kube-proxy for all nodes, as the first node's: the rules it writes are this
+    /// machine's, which every pod's traffic passes through.
     async fn start_proxy(&mut self, kube: &LocalKube, bin: &Path) -> anyhow::Result<()> {
         let healthz = free_port()?;
         let config = format!(
@@ -603,17 +757,17 @@ conntrack:
   tcpCloseWaitTimeout: 0s
 ",
             kubeconfig = kube.kubeconfig().display(),
-            name = self.name,
+            name = self.name(),
             ip = self.ip(),
             metrics = free_port()?,
         );
-        let path = self.paths.dir.join("kube-proxy.yaml");
+        let path = self.members[0].paths.dir.join("kube-proxy.yaml");
         std::fs::write(&path, config)?;
         let proxy = self.proxy.insert(ManagedProcess::spawn(
             "kube-proxy",
             &bin.join("kube-proxy"),
             &[format!("--config={}", path.display()), "--v=0".into()],
-            &self.paths.logs.join("kube-proxy.log"),
+            &self.members[0].paths.logs.join("kube-proxy.log"),
         )?);
         wait_for("kube-proxy to be healthy", Duration::from_secs(60), || {
             if proxy.has_exited() {
@@ -627,20 +781,23 @@ conntrack:
         .await
     }
 
-    fn start_kubelet(&mut self, kube: &LocalKube, bin: &Path) -> anyhow::Result<()> {
-        let p = &self.paths;
+    fn start_kubelets(&mut self, kube: &LocalKube, bin: &Path) -> anyhow::Result<()> {
         let ip = self.ip();
-        // The pods' resolv.conf is the kubelet's cluster DNS plus the search list it derives;
-        // the host's own file would add the host's search domains and upstream servers.
-        let resolv = p.dir.join("resolv.conf");
-        std::fs::write(&resolv, format!("nameserver {ip}\n"))?;
-        let network = self.network.as_ref().context("node network")?;
-        // cgroupfs, no QoS cgroups and no node allocatable enforcement: what runs in the
-        // cgroup v1 sandbox of these machines. Anonymous, always-allowed kubelet API on the
-        // bridge address only: the API server reaches it there for logs, exec and
-        // port-forward without client certificates.
-        let config = format!(
-            "apiVersion: kubelet.config.k8s.io/v1beta1
+        for member in &mut self.members {
+            let p = &member.paths;
+            // The pods' resolv.conf is the kubelet's cluster DNS plus the search list it
+            // derives; the host's own file would add the host's search domains and upstream
+            // servers.
+            let resolv = p.dir.join("resolv.conf");
+            std::fs::write(&resolv, format!("nameserver {ip}\n"))?;
+            // cgroupfs, no QoS cgroups and no node allocatable enforcement: what runs in the
+            // cgroup v1 sandbox of these machines. Anonymous, always-allowed kubelet API on the
+            // bridge address only, on a port of its own (the Node's daemonEndpoints): the API
+            // server reaches it there for logs, exec and port-forward without client
+            // certificates. Pod logs in the node's own directory: a kubelet deletes the log
+            // directories of pods it does not run, which would be the other nodes' pods.
+            let config = format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: {ip}
 port: {port}
@@ -664,6 +821,7 @@ clusterDomain: {CLUSTER_DOMAIN}
 clusterDNS: [{ip}]
 resolvConf: {resolv}
 podCIDR: {pod_cidr}
+podLogsDir: {pod_logs}
 # Local images stand in for a registry: never collect them.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -676,77 +834,104 @@ volumePluginDir: {plugins}
 serializeImagePulls: false
 maxPods: 110
 ",
-            port = free_port()?,
-            healthz = free_port()?,
-            socket = p.containerd_socket.display(),
-            resolv = resolv.display(),
-            pod_cidr = network.pod_cidr(),
-            plugins = p.kubelet_root.join("volume-plugins").display(),
-        );
-        let path = p.dir.join("kubelet.yaml");
-        std::fs::write(&path, config)?;
-        self.kubelet = Some(ManagedProcess::spawn(
-            "kubelet",
-            &bin.join("kubelet"),
-            &[
-                format!("--config={}", path.display()),
-                format!("--kubeconfig={}", kube.kubeconfig().display()),
-                format!("--root-dir={}", p.kubelet_root.display()),
-                format!("--cert-dir={}", p.kubelet_root.join("pki").display()),
-                format!("--hostname-override={}", self.name),
-                format!("--node-ip={ip}"),
-                format!(
-                    "--node-labels=topology.kubernetes.io/zone=zone-{}",
-                    network.index
-                ),
-                "--v=0".into(),
-            ],
-            &p.logs.join("kubelet.log"),
-        )?);
+                port = free_port()?,
+                healthz = free_port()?,
+                socket = p.containerd_socket.display(),
+                resolv = resolv.display(),
+                pod_cidr = pod_cidr(p.index),
+                pod_logs = p.pod_logs.display(),
+                plugins = p.kubelet_root.join("volume-plugins").display(),
+            );
+            let path = p.dir.join("kubelet.yaml");
+            std::fs::write(&path, config)?;
+            member.kubelet = Some(ManagedProcess::spawn(
+                "kubelet",
+                &bin.join("kubelet"),
+                &[
+                    format!("--config={}", path.display()),
+                    format!("--kubeconfig={}", kube.kubeconfig().display()),
+                    format!("--root-dir={}", p.kubelet_root.display()),
+                    format!("--cert-dir={}", p.kubelet_root.join("pki").display()),
+                    format!("--hostname-override={}", member.name),
+                    format!("--node-ip={ip}"),
+                    format!("--node-labels={ZONE_LABEL}={}", zone_name(p.index)),
+                    "--v=0".into(),
+                ],
+                &p.logs.join("kubelet.log"),
+            )?);
+        }
         Ok(())
     }
 
+    /// Waits until every node is Ready, and gives each Node its pod range (`spec.podCIDR`,
+    /// which a cluster's node IPAM would set) where it has none.
     async fn wait_ready(&mut self, client: &Client) -> anyhow::Result<()> {
         let nodes: Api<Node> = Api::all(client.clone());
         let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(kubelet) = self.kubelet.as_mut()
-                && kubelet.has_exited()
-            {
-                bail!("the kubelet exited:\n{}", kubelet.log_tail(40));
+        for member in &mut self.members {
+            loop {
+                if let Some(kubelet) = member.kubelet.as_mut()
+                    && kubelet.has_exited()
+                {
+                    bail!(
+                        "the kubelet of {} exited:\n{}",
+                        member.name,
+                        kubelet.log_tail(40)
+                    );
+                }
+                if let Ok(node) = nodes.get(&member.name).await
+                    && node_ready(&node)
+                {
+                    if node
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.pod_cidr.as_ref())
+                        .is_none()
+                    {
+                        let cidr = pod_cidr(member.paths.index);
+                        let patch = serde_json::json!({
+                            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}
+                        });
+                        nodes
+                            .patch(&member.name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .with_context(|| format!("setting the podCIDR of {}", member.name))?;
+                    }
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "node {} not Ready after 120 s; kubelet log:\n{}",
+                        member.name,
+                        file_tail(&member.paths.logs.join("kubelet.log"), 40)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            if let Ok(node) = nodes.get(&self.name).await
-                && node_ready(&node)
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "node {} not Ready after 120 s; kubelet log:\n{}",
-                    self.name,
-                    self.log_tail("kubelet", 40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        Ok(())
     }
 
     fn tear_down(&mut self) {
-        if let Some(recycler) = self.recycler.take() {
+        for recycler in self.recyclers.drain(..) {
             recycler.abort();
         }
-        let Some(network) = self.network.as_ref() else {
+        if self.network.is_none() {
             return;
-        };
-        let index = network.index;
-        if let Some(mut kubelet) = self.kubelet.take() {
-            kubelet.stop_blocking(Duration::from_secs(10));
         }
-        if self.containerd.is_some() {
-            remove_containers(&self.paths.containerd_socket);
+        // Every kubelet first, so that none restarts what the next steps stop.
+        for member in &mut self.members {
+            if let Some(mut kubelet) = member.kubelet.take() {
+                kubelet.stop_blocking(Duration::from_secs(10));
+            }
         }
-        if let Some(mut containerd) = self.containerd.take() {
-            containerd.stop_blocking(Duration::from_secs(10));
+        for member in &mut self.members {
+            if member.containerd.is_some() {
+                remove_containers(&member.paths.containerd_socket);
+            }
+            if let Some(mut containerd) = member.containerd.take() {
+                containerd.stop_blocking(Duration::from_secs(10));
+            }
         }
         for process in [
             self.proxy.take(),
@@ -759,7 +944,12 @@ maxPods: 110
             let mut process = process;
             process.stop_blocking(Duration::from_secs(5));
         }
-        clean_up_node(index, &self.paths);
+        let paths: Vec<NodePaths> = self
+            .members
+            .iter()
+            .map(|m| NodePaths::new(m.paths.index))
+            .collect();
+        clean_up(&paths);
         if let Some(mut network) = self.network.take() {
             network.tear_down();
         }
@@ -772,8 +962,27 @@ impl Drop for LocalNode {
     }
 }
 
-fn bridge_name(index: u8) -> String {
-    format!("{BRIDGE_PREFIX}{index}")
+/// Imports the image archives into one node's containerd.
+fn import_images(node: &str, socket: &Path, images: &[PathBuf]) -> anyhow::Result<()> {
+    for archive in images {
+        let path = archive.display().to_string();
+        let started = Instant::now();
+        let out = ctr(socket, &["images", "import", &path])?;
+        ensure!(
+            out.status.success(),
+            "importing {path} into the containerd of {node} failed: {}; rebuild it with hack/build-images.sh",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tracing::info!("imported {path} into {node} in {:?}", started.elapsed());
+    }
+    Ok(())
+}
+
+/// The last `lines` lines of a log file.
+fn file_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn node_ready(node: &Node) -> bool {
@@ -783,10 +992,12 @@ fn node_ready(node: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The lock that makes node `index` this machine's only one. It is a plain file lock, so it
-/// goes away with the process that held it, however that process ended.
-fn take_lock(index: u8) -> anyhow::Result<File> {
-    let path = std::env::temp_dir().join(format!("kafka-operator-node-{index}.lock"));
+/// The lock that makes the testbed's nodes this machine's only ones. It is a plain file lock,
+/// so it goes away with the process that held it, however that process ended. Named after
+/// the first node, as when there was only one, so that older and newer testbeds exclude each
+/// other.
+fn take_lock() -> anyhow::Result<File> {
+    let path = std::env::temp_dir().join(format!("{NODE_DIR_PREFIX}0.lock"));
     let mut file = File::options()
         .create(true)
         .truncate(false)
@@ -822,12 +1033,10 @@ fn take_lock(index: u8) -> anyhow::Result<File> {
     Ok(file)
 }
 
-/// Cleans up after node `index`: containers through a containerd started on the node's state
-/// (if a killed run left one), kube-proxy's and the kubelet's chains, mounts, network
-/// namespaces, the bridge, and the directory. Every step tolerates what is already gone.
-fn clean_up_node(index: u8, paths: &NodePaths) {
-    // A run that was killed left containerd's state behind, and maybe shims and containers:
-    // a containerd on the same state lists them, so they go the way a clean stop removes them.
+/// Stops the containers of a node's containerd, through a containerd started on the node's
+/// state if a killed run left one (and maybe shims and containers) behind: that containerd
+/// lists them, so they go the way a clean stop removes them.
+fn stop_leftover_containers(paths: &NodePaths) {
     if paths.containerd_config.exists() && !containerd_answers(&paths.containerd_socket) {
         let _ = std::fs::remove_file(&paths.containerd_socket);
         // A plain child, not a ManagedProcess: this may run at exit, without a runtime.
@@ -858,6 +1067,15 @@ fn clean_up_node(index: u8, paths: &NodePaths) {
         remove_containers(&paths.containerd_socket);
     }
     kill_shims(&paths.containerd_socket);
+}
+
+/// Cleans up after the nodes of `paths`: their containers, kube-proxy's and the kubelets'
+/// chains, mounts, network namespaces, the bridge, and the nodes' directories (their logs kept
+/// as `kafka-operator-node-N-last-logs`). Every step tolerates what is already gone.
+fn clean_up(paths: &[NodePaths]) {
+    for node in paths {
+        stop_leftover_containers(node);
+    }
 
     // kube-proxy removes its own rules; the kubelet's chains (KUBE-FIREWALL,
     // KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT, ...) must be removed here.
@@ -885,16 +1103,42 @@ fn clean_up_node(index: u8, paths: &NodePaths) {
                 .status();
         }
     }
-    unmount_under(&paths.dir);
+    for node in paths {
+        unmount_under(&node.dir);
+        remove_log_links(&node.dir);
+    }
     remove_cgroup_parents();
-    remove_network(index);
-    let last_logs = std::env::temp_dir().join(format!("kafka-operator-node-{index}-last-logs"));
-    let _ = std::fs::remove_dir_all(&last_logs);
-    let _ = std::fs::rename(&paths.logs, &last_logs);
-    if let Err(e) = std::fs::remove_dir_all(&paths.dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!("could not remove {}: {e}", paths.dir.display());
+    remove_network();
+    // The last logs are those of the nodes just cleaned up, and of no earlier run's others.
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(NODE_DIR_PREFIX) && name.ends_with("-last-logs") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    for node in paths {
+        let last_logs =
+            std::env::temp_dir().join(format!("{NODE_DIR_PREFIX}{}-last-logs", node.index));
+        let _ = std::fs::rename(&node.logs, &last_logs);
+        if let Err(e) = std::fs::remove_dir_all(&node.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("could not remove {}: {e}", node.dir.display());
+        }
+    }
+}
+
+/// The links the kubelet made in [`CONTAINER_LOG_LINKS`] to logs under `dir`.
+fn remove_log_links(dir: &Path) {
+    let Ok(links) = std::fs::read_dir(CONTAINER_LOG_LINKS) else {
+        return;
+    };
+    for link in links.flatten() {
+        if std::fs::read_link(link.path()).is_ok_and(|target| target.starts_with(dir)) {
+            let _ = std::fs::remove_file(link.path());
+        }
     }
 }
 
@@ -915,12 +1159,12 @@ fn remove_cgroup_parents() {
     }
 }
 
-/// The bridge, the veths left on it and the forwarding guard of node `index`.
-fn remove_network(index: u8) {
-    let bridge = bridge_name(index);
-    if link_exists(&bridge) {
+/// The bridge, the veths left on it and the forwarding guard.
+fn remove_network() {
+    let bridge = BRIDGE;
+    if link_exists(bridge) {
         if let Ok(out) = StdCommand::new("ip")
-            .args(["-o", "link", "show", "master", &bridge])
+            .args(["-o", "link", "show", "master", bridge])
             .output()
         {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -931,7 +1175,7 @@ fn remove_network(index: u8) {
                 }
             }
         }
-        let _ = run("ip", &["link", "del", &bridge]);
+        let _ = run("ip", &["link", "del", bridge]);
     }
     remove_chains("iptables", "filter", |chain| chain == GUARD_CHAIN);
 }
@@ -1492,6 +1736,29 @@ pub fn tear_down_at_exit(node: LocalNode) -> SharedNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_have_their_names_zones_and_pod_ranges() {
+        assert_eq!(NodeOptions::default().nodes, 1);
+        assert_eq!(
+            (0..3).map(node_name).collect::<Vec<_>>(),
+            ["testbed-node-0", "testbed-node-1", "testbed-node-2"]
+        );
+        assert_eq!(
+            (0..3).map(zone_name).collect::<Vec<_>>(),
+            ["testbed-zone-a", "testbed-zone-b", "testbed-zone-c"]
+        );
+        assert_eq!(pod_cidr(0), "10.244.0.0/24");
+        assert_eq!(pod_cidr(2), "10.244.2.0/24");
+        assert_eq!(
+            POD_NETWORK, "10.244.0.0/16",
+            "every node's range is in the pod network"
+        );
+        assert_eq!(
+            NodePaths::new(1).dir.file_name().and_then(|n| n.to_str()),
+            Some("kafka-operator-node-1")
+        );
+    }
 
     #[test]
     fn mount_paths_are_unescaped() {

@@ -1,6 +1,7 @@
 //! The real node shared by the tests of one binary: one control plane (with `deploy/` installed)
-//! and one node, started on first use and torn down when the binary exits; each test works in a
-//! namespace of its own. Helpers for pods of the Kafka image and kubectl.
+//! and one node (or several, see [`testbed_with_nodes`]), started on first use and torn down
+//! when the binary exits; each test works in a namespace of its own. Helpers for pods of the
+//! Kafka image and kubectl.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
@@ -19,63 +20,93 @@ use kafka_operator_testbed::process::{pinned_version, project_root};
 
 pub struct Testbed {
     pub kube: LocalKube,
+    /// Every node of the testbed; its `ctr` finds the node of a container by its id.
     pub node: SharedNode,
+    /// The first node's name (the node's, when there is one).
     pub node_name: String,
+    /// Every node's name, in order.
+    pub node_names: Vec<String>,
 }
 
 static TESTBED: OnceLock<Testbed> = OnceLock::new();
 
 /// The shared control plane and node. Their processes belong to a runtime on a thread of its
-/// own, so they outlive each test's runtime.
+/// own, so they outlive each test's runtime. One node, unless the binary started the testbed
+/// with [`testbed_with_nodes`].
 pub fn testbed() -> &'static Testbed {
-    TESTBED.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn,kube_client=off,kafka_operator_testbed=info".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("testbed runtime");
-            runtime.block_on(async move {
-                let result = async {
-                    let started = Instant::now();
-                    let network = NodeNetwork::create()?;
-                    let kube = LocalKube::start_with_options(KubeOptions {
-                        manifests: vec![project_root().join("deploy/kafka-operator.yaml")],
-                        address: network.gateway(),
-                    })
-                    .await?;
-                    let node = LocalNode::start(&kube, network, NodeOptions::default()).await?;
-                    eprintln!(
-                        "node {} Ready after {:?}; logs in {}",
-                        node.name(),
-                        started.elapsed(),
-                        node.log_dir().display()
-                    );
-                    let node_name = node.name().to_string();
-                    anyhow::Ok(Testbed {
-                        kube,
-                        node: tear_down_at_exit(node),
-                        node_name,
-                    })
-                }
-                .await;
-                tx.send(result).expect("testbed channel");
-                std::future::pending::<()>().await;
-            });
+    TESTBED.get_or_init(|| start_testbed(1))
+}
+
+/// The shared control plane with `nodes` nodes. A binary that wants several calls this before
+/// anything else in each of its tests (the helpers here call [`testbed`], which starts one node
+/// if none runs yet); panics if the testbed runs with another number of nodes.
+pub fn testbed_with_nodes(nodes: u8) -> &'static Testbed {
+    let testbed = TESTBED.get_or_init(|| start_testbed(nodes));
+    assert_eq!(
+        testbed.node_names.len(),
+        usize::from(nodes),
+        "this binary's testbed runs {} nodes: call testbed_with_nodes({nodes}) first in each test",
+        testbed.node_names.len()
+    );
+    testbed
+}
+
+fn start_testbed(nodes: u8) -> Testbed {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,kube_client=off,kafka_operator_testbed=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("testbed runtime");
+        runtime.block_on(async move {
+            let result = async {
+                let started = Instant::now();
+                let network = NodeNetwork::create()?;
+                let kube = LocalKube::start_with_options(KubeOptions {
+                    manifests: vec![project_root().join("deploy/kafka-operator.yaml")],
+                    address: network.gateway(),
+                })
+                .await?;
+                let node = LocalNode::start(
+                    &kube,
+                    network,
+                    NodeOptions {
+                        nodes,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                let node_names = node.names();
+                eprintln!(
+                    "{} Ready after {:?}; logs in {}",
+                    node_names.join(", "),
+                    started.elapsed(),
+                    node.log_dir().display()
+                );
+                anyhow::Ok(Testbed {
+                    kube,
+                    node: tear_down_at_exit(node),
+                    node_name: node_names[0].clone(),
+                    node_names,
+                })
+            }
+            .await;
+            tx.send(result).expect("testbed channel");
+            std::future::pending::<()>().await;
         });
-        match rx.recv().expect("testbed thread") {
-            Ok(testbed) => testbed,
-            Err(e) => panic!("starting the node testbed: {e:#}"),
-        }
-    })
+    });
+    match rx.recv().expect("testbed thread") {
+        Ok(testbed) => testbed,
+        Err(e) => panic!("starting the node testbed: {e:#}"),
+    }
 }
 
 pub async fn namespace(name: &str) -> Client {
@@ -107,7 +138,8 @@ pub async fn kubectl(args: &[&str], input: Option<&str>) -> (bool, String, Strin
     )
 }
 
-/// The node's log tail, for a failure message.
+/// The node's log tail, for a failure message (with several nodes, a kubelet's or containerd's
+/// of each).
 pub fn node_log(process: &str) -> String {
     let node = testbed().node.lock().unwrap_or_else(|e| e.into_inner());
     node.as_ref()
@@ -205,6 +237,15 @@ spec:
       emptyDir: {{}}
 "#,
         image = kafka_image(),
+    )
+}
+
+/// `pod` (a manifest of [`restricted_pod`]) placed on node `node` by the scheduler.
+pub fn on_node(pod: &str, node: &str) -> String {
+    pod.replacen(
+        "\nspec:\n",
+        &format!("\nspec:\n  nodeSelector:\n    kubernetes.io/hostname: {node}\n"),
+        1,
     )
 }
 

@@ -1,0 +1,329 @@
+//! Several real nodes on this machine: three kubelets, each with its own containerd, pod range
+//! and local volumes, in zones `testbed-zone-a`, `-b` and `-c`, on one control plane with
+//! `deploy/` installed. The operator's own Deployment runs a KRaft cluster whose brokers the
+//! operator's anti-affinity spreads over the nodes; pods on one node reach pods on the others
+//! and resolve them by the cluster's DNS.
+//!
+//! Needs root (the nodes make a bridge, network namespaces, mounts and iptables rules).
+
+#[path = "support/node.rs"]
+mod node_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::ResourceExt;
+use kube::api::Api;
+
+use kafka_operator::api::{KafkaCluster, Phase};
+use kafka_operator_testbed::node::{ZONE_LABEL, node_name, pod_cidr, zone_name};
+
+use node_support::{
+    client_pod, eventually, exec_in_client, kubectl, namespace, on_node, pod_ready,
+    testbed_with_nodes, wait_pod_ready,
+};
+
+const NODES: u8 = 3;
+
+#[tokio::test]
+async fn three_nodes_each_with_its_zone_pod_range_and_kubelet() {
+    let testbed = testbed_with_nodes(NODES);
+    let client = testbed.kube.admin_client().await.expect("admin client");
+    let nodes: Api<Node> = Api::all(client);
+    let mut ports = BTreeSet::new();
+    for index in 0..NODES {
+        let name = node_name(index);
+        let node = nodes.get(&name).await.expect("node");
+        assert_eq!(
+            node.labels().get(ZONE_LABEL),
+            Some(&zone_name(index)),
+            "{name}'s zone"
+        );
+        assert_eq!(
+            node.labels().get("kubernetes.io/hostname"),
+            Some(&name),
+            "{name}'s hostname label"
+        );
+        let spec = node.spec.clone().unwrap_or_default();
+        assert_eq!(spec.pod_cidr, Some(pod_cidr(index)), "{name}'s podCIDR");
+        let status = node.status.clone().unwrap_or_default();
+        assert!(
+            status
+                .conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            "{name} not Ready"
+        );
+        let port = status
+            .daemon_endpoints
+            .and_then(|d| d.kubelet_endpoint)
+            .map(|e| e.port)
+            .expect("kubelet endpoint");
+        ports.insert(port);
+        let cpu = status
+            .capacity
+            .unwrap_or_default()
+            .get("cpu")
+            .map(|q| q.0.clone());
+        eprintln!(
+            "{name}: zone {}, kubelet port {port}, cpu {cpu:?}",
+            zone_name(index)
+        );
+    }
+    assert_eq!(ports.len(), usize::from(NODES), "kubelet ports {ports:?}");
+
+    // Every node's pod range is on the bridge from this machine too, and forwarded pod
+    // traffic still passes the guard that keeps it on the bridge.
+    for index in 0..NODES {
+        let address = format!("10.244.{index}.200");
+        let out = std::process::Command::new("ip")
+            .args(["route", "get", &address])
+            .output()
+            .expect("ip route get");
+        let route = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            route.contains("dev kotb0"),
+            "{address} is not routed into the bridge: {route}"
+        );
+    }
+    let out = std::process::Command::new("iptables")
+        .args(["-S", "FORWARD"])
+        .output()
+        .expect("iptables -S FORWARD");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("-j KAFKA-OPERATOR-TESTBED"),
+        "no forwarding guard"
+    );
+}
+
+const NS: &str = "nodes-kraft";
+
+/// A small KRaft cluster: 3 brokers and 3 controllers on local volumes, sized for two cores.
+const KRAFT_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
+kind: KafkaCluster
+metadata:
+  name: kraft
+spec:
+  brokerCount: 3
+  resources:
+    cpu: 100m
+    memory: 1Gi
+    diskSpace: 1Gi
+  controllers:
+    replicas: 3
+    resources:
+      cpu: 100m
+      memory: 768Mi
+      diskSpace: 1Gi
+  minimumGracePeriod: 30
+  kafkaOptions:
+    minInsyncReplicas: 2
+    autoCreateTopics: false
+    numNetworkThreads: 2
+    numIoThreads: 2
+    config:
+      group.initial.rebalance.delay.ms: "0"
+      offsets.topic.num.partitions: "3"
+      transaction.state.log.num.partitions: "3"
+  topics:
+    - name: orders
+      partitions: 3
+      replicationFactor: 3
+"#;
+
+/// The node each pod of `names` runs on, and its IP.
+async fn placement(pods: &Api<Pod>, names: &[String]) -> BTreeMap<String, (String, String)> {
+    let mut placed = BTreeMap::new();
+    for name in names {
+        let pod = pods.get(name).await.expect("pod");
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .expect("scheduled");
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .expect("pod IP");
+        placed.insert(name.clone(), (node, ip));
+    }
+    placed
+}
+
+#[tokio::test]
+async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
+    let testbed = testbed_with_nodes(NODES);
+    let client = namespace(NS).await;
+
+    let operators: Api<Pod> = Api::namespaced(client.clone(), "kafka-operator");
+    let operator = eventually("the operator's pod Ready", Duration::from_secs(240), || {
+        let operators = operators.clone();
+        async move {
+            let list = operators.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find(pod_ready)
+        }
+    })
+    .await;
+    let operator_name = operator.name_any();
+
+    let (ok, _, err) = kubectl(&["apply", "-n", NS, "-f", "-"], Some(KRAFT_CLUSTER)).await;
+    assert!(ok, "{err}");
+    // The client on the first node: every broker on another node is reached across nodes.
+    let first = testbed.node_names[0].clone();
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", NS, "-f", "-"],
+        Some(&on_node(&client_pod(), &first)),
+    )
+    .await;
+    assert!(ok, "{err}");
+
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
+    let started = Instant::now();
+    let running = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            if let Ok(kc) = clusters.get("kraft").await
+                && let Some(status) = kc.status.as_ref()
+                && status.phase == Some(Phase::Running)
+                && status.ready_brokers == 3
+            {
+                return kc;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+    .await;
+    if running.is_err() {
+        let (_, pods, _) = kubectl(&["get", "pods,pvc", "-n", NS, "-o", "wide"], None).await;
+        let (_, status, _) = kubectl(
+            &["get", "kafkacluster", "-n", NS, "kraft", "-o", "yaml"],
+            None,
+        )
+        .await;
+        let (_, events, _) = kubectl(&["get", "events", "-n", NS], None).await;
+        let (_, operator_log, _) = kubectl(
+            &["logs", "-n", "kafka-operator", &operator_name, "--tail=40"],
+            None,
+        )
+        .await;
+        let (_, broker_log, _) = kubectl(&["logs", "-n", NS, "kraft-0", "--tail=40"], None).await;
+        panic!(
+            "KafkaCluster not Running with 3 ready brokers after 10 minutes\n{pods}\n{status}\n{events}\noperator:\n{operator_log}\nkraft-0:\n{broker_log}"
+        );
+    }
+    eprintln!("KafkaCluster Running after {:?}", started.elapsed());
+
+    // The operator's anti-affinity: one broker per node, so one per zone, and the same for
+    // the controllers.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let brokers: Vec<String> = (0..3).map(|i| format!("kraft-{i}")).collect();
+    let controllers: Vec<String> = (0..3).map(|i| format!("kraft-controller-{i}")).collect();
+    let broker_nodes = placement(&pods, &brokers).await;
+    let controller_nodes = placement(&pods, &controllers).await;
+    eprintln!("brokers: {broker_nodes:?}\ncontrollers: {controller_nodes:?}");
+    let all: BTreeSet<String> = testbed.node_names.iter().cloned().collect();
+    let used: BTreeSet<String> = broker_nodes.values().map(|(n, _)| n.clone()).collect();
+    assert_eq!(used, all, "the brokers do not spread: {broker_nodes:?}");
+    let used: BTreeSet<String> = controller_nodes.values().map(|(n, _)| n.clone()).collect();
+    assert_eq!(
+        used, all,
+        "the controllers do not spread: {controller_nodes:?}"
+    );
+
+    // Each pod's address is from its node's range; each data volume is a local volume of the
+    // pod's node (the scheduler bound the claim after placing the pod).
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    for (pod, (node, ip)) in broker_nodes.iter().chain(&controller_nodes) {
+        let index: u8 = node
+            .strip_prefix("testbed-node-")
+            .and_then(|i| i.parse().ok())
+            .expect("a testbed node");
+        let slice = pod_cidr(index);
+        let prefix = slice.trim_end_matches("0/24");
+        assert!(
+            ip.starts_with(prefix),
+            "{pod} on {node} has {ip}, not in {slice}"
+        );
+        let claim = claims.get(&format!("data-{pod}")).await.expect("claim");
+        let volume = claim.spec.and_then(|s| s.volume_name).expect("claim bound");
+        let volume = volumes.get(&volume).await.expect("volume");
+        let affinity = serde_json::to_string(
+            &volume
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_affinity.as_ref())
+                .expect("local volume's node affinity"),
+        )
+        .expect("json");
+        assert!(
+            affinity.contains(&format!("\"{node}\"")),
+            "{pod} on {node} got volume {} of {affinity}",
+            volume.name_any()
+        );
+    }
+
+    // The API server reaches every node's kubelet (logs) at the port the Node reports.
+    for pod in brokers.iter().chain(&controllers) {
+        let (ok, _, err) = kubectl(&["logs", "-n", NS, pod, "--tail=1"], None).await;
+        assert!(ok, "kubectl logs {pod}: {err}");
+    }
+
+    // From the first node, every broker on another node by its DNS name and its address.
+    let client_pod = wait_pod_ready(&client, NS, "kafka-client", Duration::from_secs(120)).await;
+    assert_eq!(
+        client_pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref()),
+        Some(first.as_str())
+    );
+    let mut across = 0;
+    for (pod, (node, ip)) in &broker_nodes {
+        if *node == first {
+            continue;
+        }
+        across += 1;
+        let host = format!("{pod}.kraft.{NS}.svc.cluster.local");
+        let (ok, out, err) = exec_in_client(
+            NS,
+            &format!(
+                "set -e; getent hosts {host}; exec 3<>/dev/tcp/{ip}/9092; exec 3>&-; echo reached"
+            ),
+        )
+        .await;
+        assert!(ok, "{pod} on {node} not reached from {first}: {err}");
+        assert!(
+            out.trim_start().starts_with(&format!("{ip} ")) && out.contains("reached"),
+            "{host} resolved to {out:?}, not {ip}"
+        );
+    }
+    assert_eq!(across, 2, "two brokers are on other nodes than the client");
+
+    // Messages replicated over the three nodes (acks=all, min.insync.replicas 2), produced
+    // through the headless Service and consumed through a per-broker Service's ClusterIP.
+    let sent: BTreeSet<String> = (1..=100).map(|i| format!("order-{i}")).collect();
+    let (ok, _, err) = exec_in_client(
+        NS,
+        &format!(
+            "for i in $(seq 1 100); do echo order-$i; done | /opt/kafka/bin/kafka-console-producer.sh \
+             --bootstrap-server kraft.{NS}.svc.cluster.local:9092 --topic orders \
+             --producer-property acks=all --producer-property enable.idempotence=true"
+        ),
+    )
+    .await;
+    assert!(ok, "producer failed: {err}");
+    let (ok, consumed, err) = exec_in_client(
+        NS,
+        &format!(
+            "/opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server kraft-broker-2.{NS}.svc.cluster.local:9092 \
+             --topic orders --from-beginning --max-messages 100 --timeout-ms 60000 --group nodes-test"
+        ),
+    )
+    .await;
+    assert!(ok, "consumer failed: {err}");
+    let received: BTreeSet<String> = consumed.lines().map(str::to_string).collect();
+    assert_eq!(received, sent, "messages read back differ from those sent");
+}
