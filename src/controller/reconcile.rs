@@ -192,6 +192,10 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
             .and_then(|s| s.spec.as_ref())
             .and_then(|s| s.replicas)
             .map(|r| r.max(previous.brokers)),
+        statefulset_replicas: existing
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.replicas),
         ready_brokers: ready_now,
         broker_pods: pods
             .iter()

@@ -393,8 +393,8 @@ impl KafkaClient {
         metadata.map_err(|e| self.rd_error("Metadata", e))
     }
 
-    /// Every topic as `broker`'s own metadata cache has it: Metadata (all topics) sent to that
-    /// broker. Partitions are kept whatever their error code (LEADER_NOT_AVAILABLE,
+    /// Every topic and the live brokers as `broker`'s own metadata cache has them: Metadata
+    /// (all topics) sent to that broker. Partitions are kept whatever their error code (LEADER_NOT_AVAILABLE,
     /// REPLICA_NOT_AVAILABLE still list the replicas and the ISR the broker knows); a topic
     /// the broker answers with an error and no partitions is as good as absent from its view.
     async fn broker_topic_metadata(&self, broker: &Broker) -> Result<BrokerMetadata> {
@@ -413,6 +413,7 @@ impl KafkaClient {
                 None,
             ));
         }
+        let brokers = response.brokers.iter().map(|b| b.node_id.0).collect();
         let mut topics = BTreeMap::new();
         for t in response.topics {
             let Some(name) = t.name.map(|n| n.to_string()) else {
@@ -442,7 +443,7 @@ impl KafkaClient {
                 },
             );
         }
-        Ok(topics)
+        Ok(BrokerMetadata { brokers, topics })
     }
 
     /// Bytes on disk of each partition replica a broker holds. Fails when any of its log

@@ -235,9 +235,16 @@ impl ClusterSnapshot {
     }
 }
 
-/// One broker's own answer to a Metadata request: every topic as its metadata cache has it
-/// (partitions without sizes).
-pub type BrokerMetadata = BTreeMap<String, TopicState>;
+/// One broker's own answer to a Metadata request, from its own metadata cache.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BrokerMetadata {
+    /// The brokers it lists as live: in KRaft mode the registered, unfenced ones; in ZooKeeper
+    /// mode those the controller last told it are up. A broker that stopped leaves this list
+    /// only once the answering broker's cache has caught up with the stop.
+    pub brokers: BTreeSet<BrokerId>,
+    /// Every topic (partitions without sizes).
+    pub topics: BTreeMap<String, TopicState>,
+}
 
 /// A topic to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -306,8 +313,8 @@ pub trait KafkaAdmin: Send + Sync {
     /// reassignments in progress.
     async fn snapshot(&self) -> Result<ClusterSnapshot>;
 
-    /// Topic metadata (replicas, ISR, leaders; no sizes) as each of `brokers` answers it from
-    /// its own metadata cache, by broker: a Metadata request sent to that broker itself, not to
+    /// Topic metadata (replicas, ISR, leaders; no sizes) and the live brokers as each of
+    /// `brokers` answers them from its own metadata cache, by broker: a Metadata request sent to that broker itself, not to
     /// whichever broker a client picks. A broker that is not live, cannot be reached or does not
     /// answer has its error. Every broker's cache may trail the controller's (a KRaft broker
     /// replays the metadata log), but never by more than its own last registration: a broker is

@@ -30,7 +30,9 @@
 //! Faults: a broker that does not answer DescribeLogDirs (its sizes are absent from the
 //! snapshot, as the real client drops them), calls that fail with a retriable error (before or
 //! after taking effect: a lost answer), stale snapshots (what the cluster looked like at the
-//! start of the previous round, whole or only the topic metadata), brokers killed and started.
+//! start of the previous round, whole or only the topic metadata; in the latter the logs brokers
+//! describe of partitions that metadata does not list are stray logs, as the real client reports
+//! them), brokers killed and started.
 //! Metadata asked of each broker ([`KafkaAdmin::metadata_by_broker`]) is stale in the same
 //! reads, every broker lagging as far as Kafka lets it: to the stale round's start, but never
 //! behind its own last start (a KRaft broker is unfenced only once its metadata has caught up
@@ -191,7 +193,7 @@ struct Node {
     registered: bool,
     /// Does not answer DescribeLogDirs.
     silent: bool,
-    /// The round it last started in and the topics as they were then: the oldest view its own
+    /// The round it last started in and its metadata (topics, live brokers) then: the oldest view its own
     /// metadata cache can answer from since (a broker is unfenced only once caught up with the
     /// metadata log up to its registration).
     started: Option<(u64, BrokerMetadata)>,
@@ -547,6 +549,17 @@ impl State {
                             .unwrap_or_default();
                     }
                 }
+                // As the real client does: a log a broker describes of a partition the
+                // (lagging) metadata does not list is a stray log, not dropped.
+                let asked = stale.broker_ids();
+                for (tp, p) in fresh.partitions() {
+                    if stale.partition(&tp).is_some() {
+                        continue;
+                    }
+                    for b in p.size_bytes.keys().filter(|b| asked.contains(b)) {
+                        stale.stray_logs.entry(*b).or_default().insert(tp.clone());
+                    }
+                }
                 stale
             }
         }
@@ -560,15 +573,19 @@ impl State {
         &mut self,
         brokers: &[BrokerId],
     ) -> BTreeMap<BrokerId, Result<BrokerMetadata>> {
-        let strip = |mut topics: BrokerMetadata| {
+        let strip = |snapshot: &ClusterSnapshot| {
+            let mut topics = snapshot.topics.clone();
             for t in topics.values_mut() {
                 for p in t.partitions.iter_mut() {
                     p.size_bytes.clear();
                 }
             }
-            topics
+            BrokerMetadata {
+                brokers: snapshot.broker_ids(),
+                topics,
+            }
         };
-        let fresh = strip(self.fresh_snapshot(false).topics);
+        let fresh = strip(&self.fresh_snapshot(false));
         let stale = self.stale_read_due();
         brokers
             .iter()
@@ -578,7 +595,7 @@ impl State {
                     (None, _) => Err(broker_not_available(*b)),
                     (Some(n), Some((round, old))) => Ok(match &n.started {
                         Some((started, view)) if started >= round => view.clone(),
-                        _ => strip(old.topics.clone()),
+                        _ => strip(old),
                     }),
                     (Some(_), None) => Ok(fresh.clone()),
                 };
@@ -897,7 +914,11 @@ impl State {
                 }
             }
         }
-        let view = self.fresh_snapshot(false).topics;
+        let fresh = self.fresh_snapshot(false);
+        let view = BrokerMetadata {
+            brokers: fresh.broker_ids(),
+            topics: fresh.topics,
+        };
         let round = self.round;
         if let Some(n) = self.nodes.get_mut(&b) {
             n.started = Some((round, view));
@@ -2017,6 +2038,28 @@ mod tests {
     }
 
     #[test]
+    fn a_lagging_read_lists_the_logs_of_partitions_it_does_not_know_as_stray() {
+        let m = KafkaModel::new(ModelConfig::default(), 3);
+        m.begin_round(1);
+        m.create_topic_with("new", &[(&[2], 100)]);
+        m.stop_broker(1);
+        m.stale_snapshots(0, 2, Staleness::Metadata);
+        let lagging = block(m.snapshot()).unwrap();
+        assert!(lagging.partition(&tp("new", 0)).is_none());
+        assert_eq!(
+            lagging.stray_logs.get(&2),
+            Some(&BTreeSet::from([tp("new", 0)]))
+        );
+        // Every broker's own cache lags as far: to before the topic, and before broker 1 stopped.
+        let answers = block(m.metadata_by_broker(&[0, 2])).unwrap();
+        for b in [0, 2] {
+            let view = answers[&b].as_ref().unwrap();
+            assert!(!view.topics.contains_key("new"));
+            assert_eq!(view.brokers, BTreeSet::from([0, 1, 2]));
+        }
+    }
+
+    #[test]
     fn each_broker_answers_metadata_no_older_than_its_own_start() {
         let m = KafkaModel::new(ModelConfig::default(), 3);
         m.create_topic_with("t", &[(&[0, 1], 100)]);
@@ -2030,7 +2073,7 @@ mod tests {
         m.stale_snapshots(0, 1, Staleness::Metadata);
         let isr = |answers: &BTreeMap<BrokerId, Result<BrokerMetadata>>, b: BrokerId| {
             let view = answers[&b].as_ref().unwrap();
-            view["t"].partitions[0].isr.clone()
+            view.topics["t"].partitions[0].isr.clone()
         };
         let answers = block(m.metadata_by_broker(&[0, 1, 2, 5])).unwrap();
         // Brokers 1 and 2 lag to the start of round 1, before the restart; broker 0 no further
@@ -2040,7 +2083,7 @@ mod tests {
         assert_eq!(isr(&answers, 0), vec![1]);
         assert!(answers[&5].is_err(), "no such broker");
         assert!(
-            answers[&1].as_ref().unwrap()["t"].partitions[0]
+            answers[&1].as_ref().unwrap().topics["t"].partitions[0]
                 .size_bytes
                 .is_empty()
         );
@@ -2050,6 +2093,9 @@ mod tests {
         assert_eq!(isr(&answers, 0), vec![1, 0]);
         assert_eq!(isr(&answers, 1), vec![1, 0]);
         assert!(answers[&2].is_err());
+        let brokers = |b: BrokerId| answers[&b].as_ref().unwrap().brokers.clone();
+        assert_eq!(brokers(0), BTreeSet::from([0, 1]), "broker 2 stopped");
+        assert_eq!(brokers(1), BTreeSet::from([0, 1]));
         assert!(matches!(
             m.calls().last().map(|c| &c.call),
             Some(Call::BrokerMetadata(b)) if b == &vec![0, 1, 2]

@@ -362,7 +362,7 @@ pub fn merge_metadata(
     answers: &BTreeMap<BrokerId, Result<BrokerMetadata, KafkaError>>,
 ) -> ClusterSnapshot {
     type Index<'a> = BTreeMap<TopicPartition, &'a PartitionState>;
-    fn index(topics: &BrokerMetadata) -> Index<'_> {
+    fn index(topics: &BTreeMap<String, TopicState>) -> Index<'_> {
         topics
             .values()
             .flat_map(|t| {
@@ -375,11 +375,15 @@ pub fn merge_metadata(
     let base = index(&snapshot.topics);
     let own: BTreeMap<BrokerId, Index<'_>> = answers
         .iter()
-        .filter_map(|(b, a)| a.as_ref().ok().map(|v| (*b, index(v))))
+        .filter_map(|(b, a)| a.as_ref().ok().map(|v| (*b, index(&v.topics))))
         .collect();
     let views: Vec<&Index<'_>> = std::iter::once(&base).chain(own.values()).collect();
     let internal: BTreeMap<&str, bool> = std::iter::once(&snapshot.topics)
-        .chain(answers.values().filter_map(|a| a.as_ref().ok()))
+        .chain(
+            answers
+                .values()
+                .filter_map(|a| a.as_ref().ok().map(|v| &v.topics)),
+        )
         .flat_map(|topics| topics.values())
         .map(|t| (t.name.as_str(), t.internal))
         .rev()
@@ -620,6 +624,14 @@ mod tests {
         }
     }
 
+    /// A broker's answer with these topics (and no live brokers: the roll does not read them).
+    fn topics_only(topics: BTreeMap<String, TopicState>) -> BrokerMetadata {
+        BrokerMetadata {
+            brokers: BTreeSet::new(),
+            topics,
+        }
+    }
+
     /// Kafka as one snapshot and one min.insync.replicas for every topic: what the roll reads.
     /// Every live broker answers Metadata with the snapshot's topics, but where `answers` says
     /// otherwise (None: it does not answer).
@@ -658,9 +670,10 @@ mod tests {
                             format!("Metadata from broker {b}"),
                             std::time::Duration::from_secs(15),
                         )),
-                        None if self.snapshot.broker_ids().contains(b) => {
-                            Ok(self.snapshot.topics.clone())
-                        }
+                        None if self.snapshot.broker_ids().contains(b) => Ok(BrokerMetadata {
+                            brokers: self.snapshot.broker_ids(),
+                            topics: self.snapshot.topics.clone(),
+                        }),
                         None => Err(unused()),
                     };
                     (*b, answer)
@@ -967,7 +980,7 @@ mod tests {
         );
         let mut kafka = Fixed::new(lagging, 1);
         let own = snapshot(&[(&[0, 1, 2], &[1, 2]), (&[0, 1, 2], &[1, 2])]).topics;
-        kafka.answers.insert(0, Some(own));
+        kafka.answers.insert(0, Some(topics_only(own)));
         match next_restart(Some(&kafka), &ready_pods(&[0, 1, 2]), &[], false)
             .await
             .unwrap()
@@ -1023,8 +1036,8 @@ mod tests {
         let mut answers: BTreeMap<BrokerId, crate::kafka::Result<BrokerMetadata>> = BTreeMap::new();
         // Broker 0's cache is empty (a broker that has just started in ZooKeeper mode), broker 1
         // agrees with the snapshot, broker 2 does not answer.
-        answers.insert(0, Ok(BTreeMap::new()));
-        answers.insert(1, Ok(base.topics.clone()));
+        answers.insert(0, Ok(BrokerMetadata::default()));
+        answers.insert(1, Ok(topics_only(base.topics.clone())));
         answers.insert(2, Err(unused()));
         let merged = merge_metadata(&base, &answers);
         let p = merged.partition(&TopicPartition::new("t", 0)).unwrap();
@@ -1041,8 +1054,8 @@ mod tests {
             leader: Some(1),
             size_bytes: BTreeMap::new(),
         });
-        answers.insert(1, Ok(newer.clone()));
-        answers.insert(2, Ok(newer));
+        answers.insert(1, Ok(topics_only(newer.clone())));
+        answers.insert(2, Ok(topics_only(newer)));
         let merged = merge_metadata(&base, &answers);
         let p = merged.partition(&TopicPartition::new("t", 1)).unwrap();
         assert_eq!(

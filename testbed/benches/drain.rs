@@ -164,6 +164,7 @@ async fn drain_ours(admin: &dyn KafkaAdmin, rate: u64) -> anyhow::Result<Duratio
     let mut input = ScaleInput {
         desired: BROKERS - 1,
         running: Some(BROKERS),
+        statefulset_replicas: Some(BROKERS),
         ready_brokers: BROKERS,
         broker_pods: (0..BROKERS).collect(),
         operation: None,

@@ -333,8 +333,9 @@ async fn snapshot(kafka: &LocalKafka, admin: &KafkaClient) -> anyhow::Result<()>
     ensure!(total >= 3 * 600 * 500, "total size {total}");
     ensure!(snap.reassignments.is_empty());
     ensure!(snap.under_replicated().is_empty());
-    // Each broker's own metadata: every live one lists the topic as the snapshot does, all in
-    // sync; an id that is no live broker has its error and does not fail the others.
+    // Each broker's own metadata: every live one lists every broker as live and the topic as
+    // the snapshot does, all in sync; an id that is no live broker has its error and does not
+    // fail the others.
     let ask: Vec<i32> = (0..BROKERS).chain([42]).collect();
     wait_for(
         "every broker's own metadata of topic snap",
@@ -348,7 +349,13 @@ async fn snapshot(kafka: &LocalKafka, admin: &KafkaClient) -> anyhow::Result<()>
                     Ok(view) => view,
                     Err(e) => bail!("broker {b}: {e}"),
                 };
-                let Some(mine) = view.get("snap") else {
+                let live: BTreeSet<i32> = (0..BROKERS).collect();
+                ensure!(
+                    view.brokers == live,
+                    "broker {b} lists brokers {:?} as live",
+                    view.brokers
+                );
+                let Some(mine) = view.topics.get("snap") else {
                     bail!("broker {b} does not list topic snap yet");
                 };
                 for (p, q) in mine.partitions.iter().zip(&topic.partitions) {

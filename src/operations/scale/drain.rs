@@ -1,10 +1,11 @@
 //! The scale-down state machine: move every replica off the leaving brokers, verify from Kafka
 //! that they hold nothing, shrink the StatefulSet, unregister them, delete their volumes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::{Operation, Step};
-use crate::kafka::{BrokerId, ClusterSnapshot, KafkaAdmin, KafkaError};
+use crate::kafka::{BrokerId, BrokerMetadata, ClusterSnapshot, KafkaAdmin, KafkaError};
+use crate::operations::roll::merge_metadata;
 
 use super::cordon;
 use super::mover::{cancel_moves, move_partitions};
@@ -92,13 +93,25 @@ pub(super) async fn drain(
             let Some(admin) = admin else {
                 return Ok(wait_for_kafka(op, out));
             };
-            let snapshot = admin.snapshot().await?;
             let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
+            let view = drain_view(admin, input, &leaving, false).await?;
+            let snapshot = &view.merged;
             let still_on_leaving: Vec<String> = snapshot
                 .partitions()
                 .filter(|(_, p)| p.replicas.iter().any(|r| leaving.contains(r)))
                 .map(|(tp, _)| tp.to_string())
                 .collect();
+            if !still_on_leaving.is_empty() && !view.placed_per_snapshot(&leaving) {
+                // Only some broker's own metadata lists them: wait until the snapshot, which
+                // the moves are planned from, does too (or until that broker catches up).
+                op.waiting_for = Some(format!(
+                    "{} partition(s) (e.g. {}) listed on leaving brokers by some broker's metadata",
+                    still_on_leaving.len(),
+                    still_on_leaving[0]
+                ));
+                out.operation = Some(op);
+                return Ok(out);
+            }
             if !still_on_leaving.is_empty() {
                 // Something (another tool, a cancelled move) put replicas back: move them again.
                 op.step = Step::Moving;
@@ -117,7 +130,10 @@ pub(super) async fn drain(
                 out.operation = Some(op);
                 return Ok(out);
             }
-            if let Some(why) = unconfirmed(&snapshot, &leaving, input.kraft) {
+            if let Some(why) = view
+                .unanswered()
+                .or_else(|| unconfirmed(snapshot, &leaving, input.kraft))
+            {
                 op.waiting_for = Some(why);
                 out.operation = Some(op);
                 return Ok(out);
@@ -141,16 +157,25 @@ pub(super) async fn drain(
             out.operation = Some(op);
         }
         // A second, fresh look at Kafka before the StatefulSet shrinks: the verification may
-        // have read the metadata of a broker that lags, and an operator restarted after
-        // recording this step verified nothing in this run. (With the leaving pods gone, the
-        // StatefulSet shrank already, as an earlier version did at once.)
-        Step::Shrinking if !op.reverified && input.broker_pods.iter().any(|o| *o >= target) => {
+        // have read the metadata of a broker that lags, a topic may have been created since
+        // (on a Kafka that cannot cordon, on a leaving broker), and an operator restarted after
+        // recording this step verified nothing in this run. It reads every live broker's own
+        // metadata ([`drain_view`]). The StatefulSet is only ever shrunk in a round whose own
+        // check passed: a shrink recorded (`reverified`) that the StatefulSet does not show yet
+        // (the operator was killed between the two writes) is checked again, since Kafka may
+        // have placed a partition on the leaving brokers since. (With the leaving pods gone,
+        // the StatefulSet shrank already, as an earlier version did at once.)
+        Step::Shrinking
+            if input.broker_pods.iter().any(|o| *o >= target)
+                && !(op.reverified && input.statefulset_replicas.is_some_and(|r| r <= target)) =>
+        {
             let Some(admin) = admin else {
                 return Ok(wait_for_kafka(op, out));
             };
-            let snapshot = admin.snapshot().await?;
             let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
-            let placed = placed_on(&snapshot, &leaving);
+            let view = drain_view(admin, input, &leaving, false).await?;
+            let snapshot = &view.merged;
+            let placed = placed_on(snapshot, &leaving);
             let why = if let Some(first) = placed.first() {
                 Some(format!(
                     "{} partition(s) (e.g. {first}) are on leaving brokers again",
@@ -162,14 +187,18 @@ pub(super) async fn drain(
                     snapshot.reassignments.len()
                 ))
             } else {
-                unconfirmed(&snapshot, &leaving, input.kraft)
+                view.unanswered()
+                    .or_else(|| unconfirmed(snapshot, &leaving, input.kraft))
             };
             if let Some(why) = why {
-                op.step = if placed.is_empty() {
-                    Step::Verifying
-                } else {
+                // Back to moving only on the snapshot's word, which the moves are planned from;
+                // a partition only some broker's metadata shows is verified again first.
+                op.step = if view.placed_per_snapshot(&leaving) {
                     Step::Moving
+                } else {
+                    Step::Verifying
                 };
+                op.reverified = false;
                 op.waiting_for = Some(format!("verifying the drain again: {why}"));
                 out.operation = Some(op);
                 return Ok(out);
@@ -214,8 +243,8 @@ pub(super) async fn drain(
             // Between the verification and the brokers' shutdown Kafka may still have placed a
             // new partition on them. Their volumes are still there: bring them back and drain
             // again rather than lose that partition.
-            if let Some(reopened) = reopen_if_placed(admin, op.clone(), &out, target).await? {
-                return Ok(reopened);
+            if let Some(held) = hold_unless_gone_clean(admin, input, op.clone(), &out).await? {
+                return Ok(held);
             }
             op.step = if input.kraft {
                 Step::Unregistering
@@ -233,8 +262,8 @@ pub(super) async fn drain(
                 out.operation = Some(op);
                 return Ok(out);
             };
-            if let Some(reopened) = reopen_if_placed(admin, op.clone(), &out, target).await? {
-                return Ok(reopened);
+            if let Some(held) = hold_unless_gone_clean(admin, input, op.clone(), &out).await? {
+                return Ok(held);
             }
             for broker in &op.leaving_brokers {
                 match admin.unregister_broker(*broker).await {
@@ -260,8 +289,8 @@ pub(super) async fn drain(
                     out.operation = Some(op);
                     return Ok(out);
                 };
-                if let Some(reopened) = reopen_if_placed(admin, op.clone(), &out, target).await? {
-                    return Ok(reopened);
+                if let Some(held) = hold_unless_gone_clean(admin, input, op.clone(), &out).await? {
+                    return Ok(held);
                 }
             }
             // The controller deletes the volumes before it records the end of the operation,
@@ -304,22 +333,165 @@ fn placed_on(snapshot: &ClusterSnapshot, leaving: &BTreeSet<BrokerId>) -> Vec<St
         .collect()
 }
 
-/// After the StatefulSet shrank: if Kafka placed a partition on the removed brokers (before
-/// they were cordoned, or on a Kafka that cannot cordon), their volumes are still there: bring
-/// them back and drain them again rather than lose that partition. None when nothing is on them.
-async fn reopen_if_placed(
+/// The cluster as the drain's checks before an irreversible step read it ([`drain_view`]).
+struct DrainView {
+    /// The snapshot as Kafka answered it (who is live, sizes, log directories, moves).
+    snapshot: ClusterSnapshot,
+    /// The snapshot with its topics replaced by [`merge_metadata`] of its own and every
+    /// answering broker's own metadata: every partition any of them lists, with every replica
+    /// any of them lists.
+    merged: ClusterSnapshot,
+    /// Brokers the snapshot lists as live that did not answer Metadata, with why.
+    silent: BTreeMap<BrokerId, String>,
+    /// Once the leaving brokers stopped: answers that still list some of them as live (whose,
+    /// and which).
+    behind: Vec<(String, Vec<BrokerId>)>,
+}
+
+impl DrainView {
+    /// Why the answers cannot vouch for the check yet: a live broker did not answer (silence
+    /// is no answer), or one's metadata predates the leaving brokers' stop (once they stopped).
+    fn unanswered(&self) -> Option<String> {
+        if !self.silent.is_empty() {
+            return Some(format!(
+                "every live broker's own metadata is read before brokers are removed, and {} did not answer Metadata",
+                self.silent
+                    .iter()
+                    .map(|(b, why)| format!("broker {b} ({why})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let (who, listed) = self.behind.first()?;
+        Some(format!(
+            "{who} still lists broker(s) {} as live: it may not show yet every partition placed on them before they stopped",
+            list(listed.iter().copied())
+        ))
+    }
+
+    /// Whether the snapshot itself (not only some broker's metadata) lists a partition on a
+    /// leaving broker, now or once its move completes.
+    fn placed_per_snapshot(&self, leaving: &BTreeSet<BrokerId>) -> bool {
+        !placed_on(&self.snapshot, leaving).is_empty()
+    }
+}
+
+/// Reads the cluster for a check before an irreversible step of the drain: one snapshot, then
+/// Metadata from every broker it lists as live, every broker pod and every leaving broker, each
+/// asked directly (one request per broker per check). `departed`: the leaving brokers have
+/// stopped, and an answer counts only once it no longer lists them as live.
+///
+/// Why not one snapshot: its topics are one broker's metadata cache, and every cache may trail
+/// the controller. In ZooKeeper mode the controller sends LeaderAndIsr to a new partition's
+/// replicas and UpdateMetadata to every live broker, to each on its own, asynchronously; in
+/// KRaft each broker replays the metadata log at its own pace. A topic created a moment ago is
+/// known to some brokers before others, so one answer can miss a partition Kafka placed on a
+/// leaving broker (a Kafka that cannot cordon places new partitions there until it stops).
+///
+/// Before the StatefulSet shrinks, the leaving brokers still run. A partition any broker lists
+/// on one of them holds the shrink (the union, never the intersection), and each leaving
+/// broker's own word counts twice: its own Metadata, and its own DescribeLogDirs
+/// ([`unconfirmed`]): a replica can only hold data once its broker has learned of the
+/// partition (from LeaderAndIsr in ZooKeeper mode, by replaying the record in KRaft), and then
+/// the broker describes that log, listed or stray. What no check before the stop can see is a
+/// partition placed on a leaving broker that no broker has learned of yet, or placed after the
+/// check (the broker is still a candidate until it stops): it holds no data on that broker,
+/// but it lists it.
+///
+/// That window is closed after the stop, before anything that cannot be undone (unregistering,
+/// deleting volumes): there every answer must no longer list the leaving brokers as live. Such
+/// an answer is at least as new as their stop: in KRaft their fencing (or unregistration) is a
+/// record of the metadata log after every partition record placing a replica on them, since a
+/// fenced broker gets none; in ZooKeeper mode the controller queues its UpdateMetadata for a
+/// broker's stop to each broker after those for the partitions it had told the stopped broker
+/// of. So such an answer lists every partition the leaving brokers could hold data of, and the
+/// union of them (with the snapshot's) is checked; a partition found brings the brokers back
+/// ([`hold_unless_gone_clean`]).
+///
+/// No state is kept between rounds: each check reads its answers afresh, so an operator killed
+/// at any instant checks the same way when it comes back, and a broker that does not answer, or
+/// lags, holds the step until it does not.
+async fn drain_view(
     admin: &dyn KafkaAdmin,
+    input: &ScaleInput,
+    leaving: &BTreeSet<BrokerId>,
+    departed: bool,
+) -> Result<DrainView, KafkaError> {
+    let snapshot = admin.snapshot().await?;
+    let live = snapshot.broker_ids();
+    let ask: BTreeSet<BrokerId> = live
+        .iter()
+        .chain(input.broker_pods.iter())
+        .chain(leaving.iter())
+        .copied()
+        .collect();
+    let ask: Vec<BrokerId> = ask.into_iter().collect();
+    let answers: BTreeMap<BrokerId, Result<BrokerMetadata, KafkaError>> =
+        admin.metadata_by_broker(&ask).await?;
+    // Once they stopped, the leaving brokers cannot answer; a snapshot that still lists them
+    // as live is itself from before their stop (below).
+    let silent = live
+        .iter()
+        .filter(|b| !(departed && leaving.contains(b)))
+        .filter_map(|b| match answers.get(b) {
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some((*b, e.to_string())),
+            None => Some((*b, "no answer".to_string())),
+        })
+        .collect();
+    let mut behind = Vec::new();
+    if departed {
+        let still = |brokers: &BTreeSet<BrokerId>| -> Vec<BrokerId> {
+            brokers.intersection(leaving).copied().collect()
+        };
+        let listed = still(&live);
+        if !listed.is_empty() {
+            behind.push(("the cluster description".to_string(), listed));
+        }
+        for (b, answer) in &answers {
+            if let Ok(answer) = answer {
+                let listed = still(&answer.brokers);
+                if !listed.is_empty() {
+                    behind.push((format!("the metadata of broker {b}"), listed));
+                }
+            }
+        }
+    }
+    let merged = merge_metadata(&snapshot, &answers);
+    Ok(DrainView {
+        snapshot,
+        merged,
+        silent,
+        behind,
+    })
+}
+
+/// After the StatefulSet shrank, before the next step: the check of [`drain_view`] once the
+/// leaving brokers have stopped. If Kafka placed a partition on them (before they were
+/// cordoned, or on a Kafka that cannot cordon), their volumes are still there: bring them back
+/// and drain them again rather than lose that partition. If the answers cannot vouch yet (a
+/// broker silent, or lagging from before the stop), wait. None when the step may go on.
+async fn hold_unless_gone_clean(
+    admin: &dyn KafkaAdmin,
+    input: &ScaleInput,
     mut op: Operation,
     out: &ScaleOutcome,
-    target: i32,
 ) -> Result<Option<ScaleOutcome>, KafkaError> {
-    let snapshot = admin.snapshot().await?;
+    let target = op.target_brokers;
     let leaving: BTreeSet<i32> = op.leaving_brokers.iter().copied().collect();
-    let placed = placed_on(&snapshot, &leaving);
+    let view = drain_view(admin, input, &leaving, true).await?;
+    let mut out = out.clone();
+    if let Some(why) = view.unanswered() {
+        op.waiting_for = Some(format!(
+            "checking that no partition was placed on the removed broker(s): {why}"
+        ));
+        out.operation = Some(op);
+        return Ok(Some(out));
+    }
+    let placed = placed_on(&view.merged, &leaving);
     let Some(first) = placed.first() else {
         return Ok(None);
     };
-    let mut out = out.clone();
     let restore = op.leaving_brokers.iter().max().map_or(target, |b| b + 1);
     out.broker_replicas = restore.max(target);
     out.notices.push(notice(

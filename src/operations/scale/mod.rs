@@ -46,6 +46,10 @@ pub struct ScaleInput {
     pub ready_brokers: i32,
     /// Ordinals of broker pods that still exist.
     pub broker_pods: BTreeSet<i32>,
+    /// The broker StatefulSet's replicas as Kubernetes has them (None before it exists): whether
+    /// a shrink recorded in the status was also written to the StatefulSet (the operator may be
+    /// killed between the two writes).
+    pub statefulset_replicas: Option<i32>,
     /// The operation in progress, from the status.
     pub operation: Option<Operation>,
     pub rebalance: RebalanceSpec,
