@@ -179,6 +179,8 @@ kafka_tools=(
   "kafka-transactions org.apache.kafka.tools.TransactionsCommand"
   "kafka-get-offsets org.apache.kafka.tools.GetOffsetShell kafka.tools.GetOffsetShell"
   "kafka-dump-log org.apache.kafka.tools.DumpLogSegments kafka.tools.DumpLogSegments"
+  "kafka-verifiable-producer org.apache.kafka.tools.VerifiableProducer"
+  "kafka-verifiable-consumer org.apache.kafka.tools.VerifiableConsumer"
   "kafka-producer-perf-test org.apache.kafka.tools.ProducerPerformance"
   "kafka-consumer-perf-test org.apache.kafka.tools.ConsumerPerformance kafka.tools.ConsumerPerformance"
 )

@@ -30,11 +30,15 @@ pub const METRICS_PORT: u16 = 5556;
 /// The container that runs Kafka in every broker and controller pod.
 pub const KAFKA_CONTAINER: &str = "kafka";
 
-/// Where the data volume is mounted.
-pub const DATA_DIR: &str = "/var/lib/kafka";
+/// Where the data volume is mounted: exactly the path the official `apache/kafka` and
+/// `confluentinc/cp-kafka` images declare as a `VOLUME`. The container runtime gives every
+/// image volume that no mount of the pod covers exactly an anonymous directory of the
+/// container's own; a volume mounted on a parent of that path would leave the log directory
+/// on it, and a restarted or rescheduled pod would start empty.
+pub const DATA_DIR: &str = "/var/lib/kafka/data";
 /// The log directory inside the data volume (a subdirectory, so `lost+found` on a fresh
 /// filesystem is not taken for a partition).
-pub const LOG_DIR: &str = "/var/lib/kafka/data";
+pub const LOG_DIR: &str = "/var/lib/kafka/data/kafka-log";
 /// Where the rendered configuration is mounted.
 pub const CONFIG_DIR: &str = "/etc/kafka-operator";
 /// Writable scratch space (the root filesystem is read-only).

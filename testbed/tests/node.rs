@@ -237,6 +237,76 @@ async fn a_claim_gets_a_local_volume_that_is_wiped_once_released() {
     assert_eq!(listing.trim(), "", "a new claim's volume was not empty");
 }
 
+#[tokio::test]
+async fn a_claim_keeps_its_data_when_its_pod_is_deleted_and_made_again() {
+    let ns = "node-keep";
+    let client = namespace(ns).await;
+    let script = "set -e\n[ -f /data/file ] && cp /data/file /tmp/found || true\necho kept > /data/file\ntouch /tmp/ready\nexec sleep infinity\n";
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&format!(
+            "{}---\n{}",
+            claim("kept"),
+            pod_with_claim("first", "kept", script)
+        )),
+    )
+    .await;
+    assert!(ok, "{err}");
+    wait_pod_ready(&client, ns, "first", Duration::from_secs(120)).await;
+    let (ok, _, err) = kubectl(
+        &[
+            "delete",
+            "-n",
+            ns,
+            "pod/first",
+            "--wait=true",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (_, volume, _) = kubectl(
+        &[
+            "get",
+            "pvc",
+            "-n",
+            ns,
+            "kept",
+            "-o",
+            "jsonpath={.spec.volumeName}",
+        ],
+        None,
+    )
+    .await;
+    let (_, path, _) = kubectl(
+        &["get", "pv", &volume, "-o", "jsonpath={.spec.local.path}"],
+        None,
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&path).join("file"))
+            .ok()
+            .as_deref(),
+        Some("kept\n"),
+        "the volume {volume} lost its data when its pod was deleted"
+    );
+    let (ok, _, err) = kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&pod_with_claim("second", "kept", script)),
+    )
+    .await;
+    assert!(ok, "{err}");
+    wait_pod_ready(&client, ns, "second", Duration::from_secs(120)).await;
+    let (ok, found, err) = kubectl(
+        &["exec", "-n", ns, "second", "--", "cat", "/tmp/found"],
+        None,
+    )
+    .await;
+    assert!(ok, "the next pod found nothing on the claim: {err}");
+    assert_eq!(found, "kept\n");
+}
+
 /// A small KRaft cluster: 3 brokers and 3 controllers on local volumes, sized for two cores.
 const KRAFT_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
 kind: KafkaCluster
