@@ -34,8 +34,17 @@ async fn kafka_zookeeper_mode_scenarios() {
 async fn scenario(kafka: &LocalKafka) -> anyhow::Result<()> {
     ensure!(!kafka.cluster().is_kraft());
     let admin = kafka.admin()?;
-    let snap = admin.snapshot().await?;
-    ensure!(snap.broker_ids() == (0..BROKERS).collect(), "{snap:?}");
+    // Brokers answer before ZooKeeper has elected one of them controller (NO_ACTIVE_CONTROLLER
+    // until then), as the operator's retries allow for.
+    let snap = wait_for(
+        "a controller and every broker",
+        Duration::from_secs(60),
+        || async {
+            let snap = admin.snapshot().await?;
+            Ok((snap.broker_ids() == (0..BROKERS).collect()).then_some(snap))
+        },
+    )
+    .await?;
     // In ZooKeeper mode the controller is one of the brokers.
     ensure!(
         snap.controller_id
