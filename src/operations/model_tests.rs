@@ -1191,6 +1191,19 @@ impl Sim {
         done(self)
     }
 
+    /// Reconciles until a round shrinks the StatefulSet to `replicas`, and stops within that
+    /// round (the leaving brokers still run, as they do until the StatefulSet controller acts).
+    fn reconcile_until_shrunk_to(&mut self, replicas: i32) {
+        for _ in 0..60 {
+            self.reconcile(None);
+            if self.replicas == replicas {
+                return;
+            }
+            self.advance_time();
+        }
+        panic!("not shrunk to {replicas}: {}", self.trace_tail(20));
+    }
+
     fn step_is(&self, step: Step) -> bool {
         self.status
             .operation
@@ -1305,14 +1318,7 @@ fn a_lagging_read_while_shrinking_does_not_delete_the_volume_of_a_broker_that_ho
         ..Setup::default()
     });
     sim.desired = 3;
-    for _ in 0..60 {
-        sim.reconcile(None);
-        if sim.replicas == 3 {
-            break;
-        }
-        sim.advance_time();
-    }
-    assert_eq!(sim.replicas, 3, "{}", sim.trace_tail(20));
+    sim.reconcile_until_shrunk_to(3);
     // Within the round that shrank the StatefulSet, before broker 3 has stopped, a topic is
     // created and written to; Kafka places a partition on broker 3.
     sim.user_topic("late", 4, 1);
@@ -1411,14 +1417,7 @@ fn answers_from_before_the_leaving_brokers_stopped_do_not_clear_their_removal() 
             ..Setup::default()
         });
         sim.desired = 3;
-        for _ in 0..60 {
-            sim.reconcile(None);
-            if sim.replicas == 3 {
-                break;
-            }
-            sim.advance_time();
-        }
-        assert_eq!(sim.replicas, 3, "{}", sim.trace_tail(20));
+        sim.reconcile_until_shrunk_to(3);
         sim.user_topic("late", 4, 1);
         assert!(!sim.kafka.listed_on(3).is_empty());
         sim.advance_time();
@@ -1456,14 +1455,7 @@ fn a_topic_created_while_a_broker_shuts_down_on_empty_dir_is_not_placed_on_it() 
         ..Setup::default()
     });
     sim.desired = 3;
-    for _ in 0..60 {
-        sim.reconcile(None);
-        if sim.replicas == 3 {
-            break;
-        }
-        sim.advance_time();
-    }
-    assert_eq!(sim.replicas, 3, "{}", sim.trace_tail(20));
+    sim.reconcile_until_shrunk_to(3);
     sim.user_topic("late", 4, 1);
     assert!(
         sim.kafka.listed_on(3).is_empty(),

@@ -324,32 +324,58 @@ impl RollView {
 /// every decision is made afresh from answers read for it, so an operator killed at any
 /// instant decides the same way when it comes back.
 pub async fn roll_view(admin: &dyn KafkaAdmin, pods: &[PodView]) -> Result<RollView, KafkaError> {
-    let snapshot = admin.snapshot().await?;
-    let live = snapshot.broker_ids();
-    let ask: BTreeSet<BrokerId> = live
-        .iter()
-        .copied()
-        .chain(
-            pods.iter()
-                .filter(|p| p.role == Role::Broker && p.running && !p.terminating)
-                .map(|p| p.ordinal),
-        )
-        .collect();
-    let ask: Vec<BrokerId> = ask.into_iter().collect();
-    let answers = admin.metadata_by_broker(&ask).await?;
-    let unanswered = live
-        .iter()
-        .filter_map(|b| match answers.get(b) {
-            Some(Ok(_)) => None,
-            Some(Err(e)) => Some((*b, e.to_string())),
-            None => Some((*b, "no answer".to_string())),
-        })
-        .collect();
-    let snapshot = merge_metadata(&snapshot, &answers);
+    let read = BrokerAnswers::read(
+        admin,
+        pods.iter()
+            .filter(|p| p.role == Role::Broker && p.running && !p.terminating)
+            .map(|p| p.ordinal),
+    )
+    .await?;
     Ok(RollView {
-        snapshot,
-        unanswered,
+        snapshot: read.merged(),
+        unanswered: read.silent(),
     })
+}
+
+/// One snapshot, and Metadata asked of every broker it lists as live and of the brokers named
+/// besides, each directly (one request per broker): what the roll's and the drain's checks
+/// read instead of one broker's possibly lagging cache.
+pub struct BrokerAnswers {
+    /// The snapshot as Kafka answered it.
+    pub snapshot: ClusterSnapshot,
+    /// Each asked broker's own metadata, or why it did not answer.
+    pub answers: BTreeMap<BrokerId, Result<BrokerMetadata, KafkaError>>,
+}
+
+impl BrokerAnswers {
+    pub async fn read(
+        admin: &dyn KafkaAdmin,
+        also: impl IntoIterator<Item = BrokerId>,
+    ) -> Result<BrokerAnswers, KafkaError> {
+        let snapshot = admin.snapshot().await?;
+        let ask: BTreeSet<BrokerId> = snapshot.broker_ids().into_iter().chain(also).collect();
+        let ask: Vec<BrokerId> = ask.into_iter().collect();
+        let answers = admin.metadata_by_broker(&ask).await?;
+        Ok(BrokerAnswers { snapshot, answers })
+    }
+
+    /// Brokers the snapshot lists as live that did not answer Metadata, with why.
+    pub fn silent(&self) -> BTreeMap<BrokerId, String> {
+        self.snapshot
+            .broker_ids()
+            .into_iter()
+            .filter_map(|b| match self.answers.get(&b) {
+                Some(Ok(_)) => None,
+                Some(Err(e)) => Some((b, e.to_string())),
+                None => Some((b, "no answer".to_string())),
+            })
+            .collect()
+    }
+
+    /// The snapshot with its topics merged with every answer ([`merge_metadata`]).
+    pub fn merged(&self) -> ClusterSnapshot {
+        merge_metadata(&self.snapshot, &self.answers)
+    }
 }
 
 /// `snapshot` with its topics replaced by the pessimistic merge of its own and each broker's

@@ -235,3 +235,34 @@ pub fn operator_binary(release: bool) -> anyhow::Result<PathBuf> {
     anyhow::ensure!(path.exists(), "{} was not built", path.display());
     Ok(path)
 }
+
+/// Runs `start` on a runtime of its own, on a thread that lives as long as the process, and
+/// returns what it made. Processes started there (and the runtime's reaper of them) outlive the
+/// runtime of the test that asked, so one testbed can serve every test of a binary.
+pub fn start_in_background<T, F, Fut>(start: F) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+    T: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = tx.send(Err(anyhow::Error::new(e).context("testbed runtime")));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let _ = tx.send(start().await);
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv()
+        .map_err(|_| anyhow::anyhow!("the testbed thread ended before starting"))?
+}

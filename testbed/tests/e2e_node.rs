@@ -29,7 +29,10 @@ use kube::{Client, ResourceExt};
 use kafka_operator::api::{KafkaCluster, Phase, Step};
 
 use kafka_support::Scenarios;
-use node_support::{client_pod, exec_in_client, kubectl, namespace, pod_ready, testbed};
+use node_support::{
+    client_pod, cluster_running, exec_in_client, kubectl, namespace, operator_pods_ready,
+    pod_ready, testbed, wait,
+};
 
 const NS: &str = "node-life";
 const NAME: &str = "life";
@@ -138,31 +141,11 @@ async fn a_cluster_on_the_node_through_its_life() {
 
 async fn bring_up(client: &Client) -> anyhow::Result<()> {
     // Both of the operator's replicas, as deploy/ runs them.
-    let operators: Api<Pod> = Api::namespaced(client.clone(), "kafka-operator");
-    wait(
-        "both operator replicas Ready",
-        Duration::from_secs(240),
-        || async {
-            let list = operators.list(&ListParams::default()).await.ok()?;
-            (list.items.iter().filter(|p| pod_ready(p)).count() == 2).then_some(())
-        },
-    )
-    .await?;
+    operator_pods_ready(client, 2).await;
     apply(CLUSTER).await?;
     apply(&client_pod()).await?;
-    let started = Instant::now();
-    wait_running(client, 4, Duration::from_secs(600)).await?;
-    eprintln!("KafkaCluster Running after {:?}", started.elapsed());
-    wait("the client pod Ready", Duration::from_secs(120), || async {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-        pods.get_opt("kafka-client")
-            .await
-            .ok()
-            .flatten()
-            .filter(pod_ready)
-            .map(|_| ())
-    })
-    .await?;
+    cluster_running(client, NS, NAME, 4, Duration::from_secs(600)).await?;
+    wait_pod("kafka-client", "Ready", pod_ready).await?;
     // Data for the drain to move, acknowledged by every in-sync replica, by Kafka's perf tool.
     let out = in_client(&format!(
         "/opt/kafka/bin/kafka-producer-perf-test.sh --topic bulk --num-records {BULK_RECORDS} \
@@ -324,7 +307,7 @@ async fn a_configuration_change_rolls_with_controlled_shutdowns(
                 && current
                     .iter()
                     .all(|p| !uids_before.contains(&p.uid()) && pod_ready(p));
-            if all_new && phase().await? == Some(Phase::Running) {
+            if all_new && phase(client).await? == Some(Phase::Running) {
                 break;
             }
             if started.elapsed() > Duration::from_secs(900) {
@@ -617,23 +600,7 @@ impl Producer {
         let manifest = node_support::restricted_pod(&pod, &script)
             .replace("spec:\n", "spec:\n  restartPolicy: Never\n");
         apply(&manifest).await?;
-        wait("the producer Ready", Duration::from_secs(120), || async {
-            let (_, out, _) = kubectl(
-                &[
-                    "get",
-                    "pod",
-                    "-n",
-                    NS,
-                    &pod,
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-                ],
-                None,
-            )
-            .await;
-            (out.trim() == "True").then_some(())
-        })
-        .await?;
+        wait_pod(&pod, "Ready", pod_ready).await?;
         // Until its first acknowledgement.
         let started = wait(
             "the producer's first acknowledgement",
@@ -659,27 +626,9 @@ impl Producer {
     /// Stops it and returns the values Kafka acknowledged.
     async fn stop(self) -> anyhow::Result<BTreeSet<String>> {
         in_pod(&self.pod, "touch /tmp/stop").await?;
-        let pod = self.pod.clone();
-        wait(
-            "the producer to finish",
-            Duration::from_secs(120),
-            || async {
-                let (_, out, _) = kubectl(
-                    &[
-                        "get",
-                        "pod",
-                        "-n",
-                        NS,
-                        &pod,
-                        "-o",
-                        "jsonpath={.status.phase}",
-                    ],
-                    None,
-                )
-                .await;
-                (out.trim() == "Succeeded").then_some(())
-            },
-        )
+        wait_pod(&self.pod, "finished", |p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+        })
         .await?;
         let log = pod_log(&self.pod).await?;
         let mut acked = BTreeSet::new();
@@ -880,6 +829,25 @@ async fn delete_operator_leader(client: &Client) -> anyhow::Result<String> {
     Ok(leader)
 }
 
+/// Until pod `name` is `what` (as `done` says).
+async fn wait_pod(name: &str, what: &str, done: fn(&Pod) -> bool) -> anyhow::Result<()> {
+    let client = testbed().kube.admin_client().await?;
+    let pods: Api<Pod> = Api::namespaced(client, NS);
+    wait(
+        &format!("pod {name} {what}"),
+        Duration::from_secs(120),
+        || async {
+            pods.get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .filter(done)
+                .map(|_| ())
+        },
+    )
+    .await
+}
+
 async fn broker_pods(pods: &Api<Pod>) -> anyhow::Result<Vec<Pod>> {
     let list = pods
         .list(&ListParams::default().labels(&format!(
@@ -889,30 +857,9 @@ async fn broker_pods(pods: &Api<Pod>) -> anyhow::Result<Vec<Pod>> {
     Ok(list.items)
 }
 
-async fn phase() -> anyhow::Result<Option<Phase>> {
-    let client = testbed().kube.admin_client().await?;
-    let clusters: Api<KafkaCluster> = Api::namespaced(client, NS);
-    Ok(clusters.get(NAME).await?.status.and_then(|s| s.phase))
-}
-
-async fn wait_running(client: &Client, brokers: i32, within: Duration) -> anyhow::Result<()> {
+async fn phase(client: &Client) -> anyhow::Result<Option<Phase>> {
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
-    let result = wait("the KafkaCluster Running", within, || async {
-        let kc = clusters.get(NAME).await.ok()?;
-        let status = kc.status.as_ref()?;
-        (status.phase == Some(Phase::Running)
-            && status.ready_brokers == brokers
-            && status.operation.is_none())
-        .then_some(())
-    })
-    .await;
-    if result.is_err() {
-        let (_, pods, _) = kubectl(&["get", "pods,pvc", "-n", NS, "-o", "wide"], None).await;
-        let (_, status, _) =
-            kubectl(&["get", "kafkacluster", "-n", NS, NAME, "-o", "yaml"], None).await;
-        bail!("not Running with {brokers} ready brokers:\n{pods}\n{status}");
-    }
-    Ok(())
+    Ok(clusters.get(NAME).await?.status.and_then(|s| s.phase))
 }
 
 async fn apply(manifest: &str) -> anyhow::Result<()> {
@@ -957,24 +904,6 @@ async fn in_pod(pod: &str, script: &str) -> anyhow::Result<String> {
     let (ok, out, err) = kubectl(&["exec", "-n", NS, pod, "--", "bash", "-c", script], None).await;
     ensure!(ok, "{script} in {pod}: {err}");
     Ok(out)
-}
-
-/// Polls `check` every second until it returns Some, or fails after `within`.
-async fn wait<T, F, Fut>(what: &str, within: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {within:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 /// The node directory of local volume `volume`.

@@ -9,17 +9,13 @@
 mod node_support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::Api;
-
-use kafka_operator::api::{KafkaCluster, Phase};
 
 use node_support::{
-    client_pod, eventually, exec_in_client, kubectl, namespace, pod_ready, restricted_pod, testbed,
-    wait_pod_ready,
+    KRAFT_CLUSTER, client_pod, cluster_running, eventually, exec_in_client, kubectl, namespace,
+    operator_pods_ready, restricted_pod, testbed, wait_pod_ready,
 };
 
 #[tokio::test]
@@ -307,39 +303,6 @@ async fn a_claim_keeps_its_data_when_its_pod_is_deleted_and_made_again() {
     assert_eq!(found, "kept\n");
 }
 
-/// A small KRaft cluster: 3 brokers and 3 controllers on local volumes, sized for two cores.
-const KRAFT_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
-kind: KafkaCluster
-metadata:
-  name: kraft
-spec:
-  brokerCount: 3
-  resources:
-    cpu: 100m
-    memory: 1Gi
-    diskSpace: 1Gi
-  controllers:
-    replicas: 3
-    resources:
-      cpu: 100m
-      memory: 768Mi
-      diskSpace: 1Gi
-  minimumGracePeriod: 30
-  kafkaOptions:
-    minInsyncReplicas: 2
-    autoCreateTopics: false
-    numNetworkThreads: 2
-    numIoThreads: 2
-    config:
-      group.initial.rebalance.delay.ms: "0"
-      offsets.topic.num.partitions: "3"
-      transaction.state.log.num.partitions: "3"
-  topics:
-    - name: orders
-      partitions: 3
-      replicationFactor: 3
-"#;
-
 #[tokio::test]
 async fn the_operator_deployment_runs_a_kraft_cluster_that_serves_messages() {
     let ns = "node-kraft";
@@ -347,15 +310,7 @@ async fn the_operator_deployment_runs_a_kraft_cluster_that_serves_messages() {
 
     // The operator as a user installs it: deploy/kafka-operator.yaml (applied with the control
     // plane), its image, ServiceAccount, probes and read-only root filesystem.
-    let operators: Api<Pod> = Api::namespaced(client.clone(), "kafka-operator");
-    let operator = eventually("the operator's pod Ready", Duration::from_secs(240), || {
-        let operators = operators.clone();
-        async move {
-            let list = operators.list(&Default::default()).await.ok()?;
-            list.items.into_iter().find(pod_ready)
-        }
-    })
-    .await;
+    let operator = operator_pods_ready(&client, 1).await.remove(0);
     let operator_name = operator.name_any();
 
     // kubectl port-forward (API server -> kubelet -> containerd, into the pod's namespace) to the
@@ -407,43 +362,9 @@ async fn the_operator_deployment_runs_a_kraft_cluster_that_serves_messages() {
     let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(&client_pod())).await;
     assert!(ok, "{err}");
 
-    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
-    let started = Instant::now();
-    let running = tokio::time::timeout(Duration::from_secs(600), async {
-        loop {
-            if let Ok(kc) = clusters.get("kraft").await
-                && let Some(status) = kc.status.as_ref()
-                && status.phase == Some(Phase::Running)
-                && status.ready_brokers == 3
-            {
-                return kc;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    })
-    .await;
-    let kc = match running {
-        Ok(kc) => kc,
-        Err(_) => {
-            let (_, pods, _) = kubectl(&["get", "pods,pvc", "-n", ns, "-o", "wide"], None).await;
-            let (_, status, _) = kubectl(
-                &["get", "kafkacluster", "-n", ns, "kraft", "-o", "yaml"],
-                None,
-            )
-            .await;
-            let (_, operator_log, _) = kubectl(
-                &["logs", "-n", "kafka-operator", &operator_name, "--tail=40"],
-                None,
-            )
-            .await;
-            let (_, broker_log, _) =
-                kubectl(&["logs", "-n", ns, "kraft-0", "--tail=40"], None).await;
-            panic!(
-                "KafkaCluster not Running with 3 ready brokers after 10 minutes\n{pods}\n{status}\noperator:\n{operator_log}\nkraft-0:\n{broker_log}"
-            );
-        }
-    };
-    eprintln!("KafkaCluster Running after {:?}", started.elapsed());
+    let kc = cluster_running(&client, ns, "kraft", 3, Duration::from_secs(600))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
         kc.status
             .as_ref()

@@ -10,18 +10,17 @@
 mod node_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
 use kube::api::Api;
 
-use kafka_operator::api::{KafkaCluster, Phase};
 use kafka_operator_testbed::node::{ZONE_LABEL, node_name, pod_cidr, zone_name};
 
 use node_support::{
-    client_pod, eventually, exec_in_client, kubectl, namespace, on_node, pod_ready,
-    testbed_with_nodes, wait_pod_ready,
+    KRAFT_CLUSTER, client_pod, cluster_running, exec_in_client, kubectl, namespace, on_node,
+    operator_pods_ready, testbed_with_nodes, wait_pod_ready,
 };
 
 const NODES: u8 = 3;
@@ -100,39 +99,6 @@ async fn three_nodes_each_with_its_zone_pod_range_and_kubelet() {
 
 const NS: &str = "nodes-kraft";
 
-/// A small KRaft cluster: 3 brokers and 3 controllers on local volumes, sized for two cores.
-const KRAFT_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
-kind: KafkaCluster
-metadata:
-  name: kraft
-spec:
-  brokerCount: 3
-  resources:
-    cpu: 100m
-    memory: 1Gi
-    diskSpace: 1Gi
-  controllers:
-    replicas: 3
-    resources:
-      cpu: 100m
-      memory: 768Mi
-      diskSpace: 1Gi
-  minimumGracePeriod: 30
-  kafkaOptions:
-    minInsyncReplicas: 2
-    autoCreateTopics: false
-    numNetworkThreads: 2
-    numIoThreads: 2
-    config:
-      group.initial.rebalance.delay.ms: "0"
-      offsets.topic.num.partitions: "3"
-      transaction.state.log.num.partitions: "3"
-  topics:
-    - name: orders
-      partitions: 3
-      replicationFactor: 3
-"#;
-
 /// The node each pod of `names` runs on, and its IP.
 async fn placement(pods: &Api<Pod>, names: &[String]) -> BTreeMap<String, (String, String)> {
     let mut placed = BTreeMap::new();
@@ -158,16 +124,7 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
     let testbed = testbed_with_nodes(NODES);
     let client = namespace(NS).await;
 
-    let operators: Api<Pod> = Api::namespaced(client.clone(), "kafka-operator");
-    let operator = eventually("the operator's pod Ready", Duration::from_secs(240), || {
-        let operators = operators.clone();
-        async move {
-            let list = operators.list(&Default::default()).await.ok()?;
-            list.items.into_iter().find(pod_ready)
-        }
-    })
-    .await;
-    let operator_name = operator.name_any();
+    operator_pods_ready(&client, 1).await;
 
     let (ok, _, err) = kubectl(&["apply", "-n", NS, "-f", "-"], Some(KRAFT_CLUSTER)).await;
     assert!(ok, "{err}");
@@ -180,40 +137,9 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
     .await;
     assert!(ok, "{err}");
 
-    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), NS);
-    let started = Instant::now();
-    let running = tokio::time::timeout(Duration::from_secs(600), async {
-        loop {
-            if let Ok(kc) = clusters.get("kraft").await
-                && let Some(status) = kc.status.as_ref()
-                && status.phase == Some(Phase::Running)
-                && status.ready_brokers == 3
-            {
-                return kc;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    })
-    .await;
-    if running.is_err() {
-        let (_, pods, _) = kubectl(&["get", "pods,pvc", "-n", NS, "-o", "wide"], None).await;
-        let (_, status, _) = kubectl(
-            &["get", "kafkacluster", "-n", NS, "kraft", "-o", "yaml"],
-            None,
-        )
-        .await;
-        let (_, events, _) = kubectl(&["get", "events", "-n", NS], None).await;
-        let (_, operator_log, _) = kubectl(
-            &["logs", "-n", "kafka-operator", &operator_name, "--tail=40"],
-            None,
-        )
-        .await;
-        let (_, broker_log, _) = kubectl(&["logs", "-n", NS, "kraft-0", "--tail=40"], None).await;
-        panic!(
-            "KafkaCluster not Running with 3 ready brokers after 10 minutes\n{pods}\n{status}\n{events}\noperator:\n{operator_log}\nkraft-0:\n{broker_log}"
-        );
-    }
-    eprintln!("KafkaCluster Running after {:?}", started.elapsed());
+    cluster_running(&client, NS, "kraft", 3, Duration::from_secs(600))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
 
     // The operator's anti-affinity: one broker per node, so one per zone, and the same for
     // the controllers.

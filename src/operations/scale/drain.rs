@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::{Operation, Step};
-use crate::kafka::{BrokerId, BrokerMetadata, ClusterSnapshot, KafkaAdmin, KafkaError};
-use crate::operations::roll::merge_metadata;
+use crate::kafka::{BrokerId, ClusterSnapshot, KafkaAdmin, KafkaError};
+use crate::operations::roll::BrokerAnswers;
 
 use super::cordon;
 use super::mover::{cancel_moves, move_partitions};
@@ -337,7 +337,7 @@ fn placed_on(snapshot: &ClusterSnapshot, leaving: &BTreeSet<BrokerId>) -> Vec<St
 struct DrainView {
     /// The snapshot as Kafka answered it (who is live, sizes, log directories, moves).
     snapshot: ClusterSnapshot,
-    /// The snapshot with its topics replaced by [`merge_metadata`] of its own and every
+    /// The snapshot with its topics replaced by [`crate::operations::roll::merge_metadata`] of its own and every
     /// answering broker's own metadata: every partition any of them lists, with every replica
     /// any of them lists.
     merged: ClusterSnapshot,
@@ -417,38 +417,25 @@ async fn drain_view(
     leaving: &BTreeSet<BrokerId>,
     departed: bool,
 ) -> Result<DrainView, KafkaError> {
-    let snapshot = admin.snapshot().await?;
-    let live = snapshot.broker_ids();
-    let ask: BTreeSet<BrokerId> = live
-        .iter()
-        .chain(input.broker_pods.iter())
-        .chain(leaving.iter())
-        .copied()
-        .collect();
-    let ask: Vec<BrokerId> = ask.into_iter().collect();
-    let answers: BTreeMap<BrokerId, Result<BrokerMetadata, KafkaError>> =
-        admin.metadata_by_broker(&ask).await?;
-    // Once they stopped, the leaving brokers cannot answer; a snapshot that still lists them
-    // as live is itself from before their stop (below).
-    let silent = live
-        .iter()
-        .filter(|b| !(departed && leaving.contains(b)))
-        .filter_map(|b| match answers.get(b) {
-            Some(Ok(_)) => None,
-            Some(Err(e)) => Some((*b, e.to_string())),
-            None => Some((*b, "no answer".to_string())),
-        })
-        .collect();
+    let read = BrokerAnswers::read(
+        admin,
+        input.broker_pods.iter().chain(leaving.iter()).copied(),
+    )
+    .await?;
+    let mut silent = read.silent();
     let mut behind = Vec::new();
     if departed {
+        // Once they stopped, the leaving brokers cannot answer; a snapshot or an answer that
+        // still lists them as live is from before their stop.
+        silent.retain(|b, _| !leaving.contains(b));
         let still = |brokers: &BTreeSet<BrokerId>| -> Vec<BrokerId> {
             brokers.intersection(leaving).copied().collect()
         };
-        let listed = still(&live);
+        let listed = still(&read.snapshot.broker_ids());
         if !listed.is_empty() {
             behind.push(("the cluster description".to_string(), listed));
         }
-        for (b, answer) in &answers {
+        for (b, answer) in &read.answers {
             if let Ok(answer) = answer {
                 let listed = still(&answer.brokers);
                 if !listed.is_empty() {
@@ -457,9 +444,9 @@ async fn drain_view(
             }
         }
     }
-    let merged = merge_metadata(&snapshot, &answers);
+    let merged = read.merged();
     Ok(DrainView {
-        snapshot,
+        snapshot: read.snapshot,
         merged,
         silent,
         behind,

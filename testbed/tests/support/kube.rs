@@ -22,28 +22,10 @@ static TESTBED: OnceLock<LocalKube> = OnceLock::new();
 /// test binary exits.
 pub fn testbed() -> &'static LocalKube {
     TESTBED.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("testbed runtime");
-            runtime.block_on(async move {
-                let result = async {
-                    let kube = LocalKube::start_with(&[install_manifest()]).await?;
-                    anyhow::Ok(kube)
-                }
-                .await;
-                tx.send(result).expect("testbed channel");
-                // Keep the runtime (and the reaper of the processes) alive.
-                std::future::pending::<()>().await;
-            });
-        });
-        match rx.recv().expect("testbed thread") {
-            Ok(kube) => kube,
-            Err(e) => panic!("starting the Kubernetes testbed: {e:#}"),
-        }
+        kafka_operator_testbed::process::start_in_background(|| async {
+            LocalKube::start_with(&[install_manifest()]).await
+        })
+        .unwrap_or_else(|e| panic!("starting the Kubernetes testbed: {e:#}"))
     })
 }
 

@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
+use kafka_operator::api::{KafkaCluster, Phase};
+
 use kafka_operator_testbed::kube::{KubeOptions, LocalKube};
 use kafka_operator_testbed::node::{
     LocalNode, NodeNetwork, NodeOptions, SharedNode, ensure_default_service_account,
@@ -59,51 +61,38 @@ fn start_testbed(nodes: u8) -> Testbed {
         )
         .with_test_writer()
         .try_init();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("testbed runtime");
-        runtime.block_on(async move {
-            let result = async {
-                let started = Instant::now();
-                let network = NodeNetwork::create()?;
-                let kube = LocalKube::start_with_options(KubeOptions {
-                    manifests: vec![project_root().join("deploy/kafka-operator.yaml")],
-                    address: network.gateway(),
-                })
-                .await?;
-                let node = LocalNode::start(
-                    &kube,
-                    network,
-                    NodeOptions {
-                        nodes,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-                let node_names = node.names();
-                eprintln!(
-                    "{} Ready after {:?}; logs in {}",
-                    node_names.join(", "),
-                    started.elapsed(),
-                    node.log_dir().display()
-                );
-                anyhow::Ok(Testbed {
-                    kube,
-                    node: tear_down_at_exit(node),
-                    node_name: node_names[0].clone(),
-                    node_names,
-                })
-            }
-            .await;
-            tx.send(result).expect("testbed channel");
-            std::future::pending::<()>().await;
-        });
+    let started = kafka_operator_testbed::process::start_in_background(move || async move {
+        let started = Instant::now();
+        let network = NodeNetwork::create()?;
+        let kube = LocalKube::start_with_options(KubeOptions {
+            manifests: vec![project_root().join("deploy/kafka-operator.yaml")],
+            address: network.gateway(),
+        })
+        .await?;
+        let node = LocalNode::start(
+            &kube,
+            network,
+            NodeOptions {
+                nodes,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let node_names = node.names();
+        eprintln!(
+            "{} Ready after {:?}; logs in {}",
+            node_names.join(", "),
+            started.elapsed(),
+            node.log_dir().display()
+        );
+        anyhow::Ok(Testbed {
+            kube,
+            node: tear_down_at_exit(node),
+            node_name: node_names[0].clone(),
+            node_names,
+        })
     });
-    match rx.recv().expect("testbed thread") {
+    match started {
         Ok(testbed) => testbed,
         Err(e) => panic!("starting the node testbed: {e:#}"),
     }
@@ -147,7 +136,8 @@ pub fn node_log(process: &str) -> String {
         .unwrap_or_default()
 }
 
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+/// Polls `check` until it returns Some; an error after `timeout`, with the kubelet's log.
+pub async fn wait<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -155,16 +145,27 @@ where
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Ok(value);
         }
         if Instant::now() > deadline {
-            panic!(
+            anyhow::bail!(
                 "timed out after {timeout:?} waiting for {what}\nkubelet log:\n{}",
                 node_log("kubelet")
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// [`wait`], panicking on timeout.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait(what, timeout, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 pub fn pod_ready(pod: &Pod) -> bool {
@@ -273,4 +274,112 @@ pub async fn exec_in_client(ns: &str, script: &str) -> (bool, String, String) {
         None,
     )
     .await
+}
+
+/// A small KRaft cluster `kraft`: 3 brokers and 3 controllers on local volumes, sized for two
+/// cores, with a topic `orders` of 3 replicas.
+pub const KRAFT_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
+kind: KafkaCluster
+metadata:
+  name: kraft
+spec:
+  brokerCount: 3
+  resources:
+    cpu: 100m
+    memory: 1Gi
+    diskSpace: 1Gi
+  controllers:
+    replicas: 3
+    resources:
+      cpu: 100m
+      memory: 768Mi
+      diskSpace: 1Gi
+  minimumGracePeriod: 30
+  kafkaOptions:
+    minInsyncReplicas: 2
+    autoCreateTopics: false
+    numNetworkThreads: 2
+    numIoThreads: 2
+    config:
+      group.initial.rebalance.delay.ms: "0"
+      offsets.topic.num.partitions: "3"
+      transaction.state.log.num.partitions: "3"
+  topics:
+    - name: orders
+      partitions: 3
+      replicationFactor: 3
+"#;
+
+/// The operator's pods from `deploy/` (its image, ServiceAccount, probes, read-only root
+/// filesystem), once `replicas` of them are Ready.
+pub async fn operator_pods_ready(client: &Client, replicas: usize) -> Vec<Pod> {
+    let operators: Api<Pod> = Api::namespaced(client.clone(), "kafka-operator");
+    eventually(
+        &format!("{replicas} operator pod(s) Ready"),
+        Duration::from_secs(240),
+        || {
+            let operators = operators.clone();
+            async move {
+                let list = operators.list(&Default::default()).await.ok()?;
+                let ready: Vec<Pod> = list.items.into_iter().filter(pod_ready).collect();
+                (ready.len() >= replicas).then_some(ready)
+            }
+        },
+    )
+    .await
+}
+
+/// KafkaCluster `name` once it is Running with `brokers` ready brokers and no operation; on
+/// timeout, an error with its pods and claims, status, events and the operator's and first
+/// broker's logs.
+pub async fn cluster_running(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    brokers: i32,
+    within: Duration,
+) -> anyhow::Result<KafkaCluster> {
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    let started = Instant::now();
+    let running = tokio::time::timeout(within, async {
+        loop {
+            if let Ok(kc) = clusters.get(name).await
+                && let Some(status) = kc.status.as_ref()
+                && status.phase == Some(Phase::Running)
+                && status.ready_brokers == brokers
+                && status.operation.is_none()
+            {
+                return kc;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+    .await;
+    if let Ok(kc) = running {
+        eprintln!(
+            "KafkaCluster {ns}/{name} Running after {:?}",
+            started.elapsed()
+        );
+        return Ok(kc);
+    }
+    let (_, pods, _) = kubectl(&["get", "pods,pvc", "-n", ns, "-o", "wide"], None).await;
+    let (_, status, _) =
+        kubectl(&["get", "kafkacluster", "-n", ns, name, "-o", "yaml"], None).await;
+    let (_, events, _) = kubectl(&["get", "events", "-n", ns], None).await;
+    let (_, operator_log, _) = kubectl(
+        &[
+            "logs",
+            "-n",
+            "kafka-operator",
+            "deployment/kafka-operator",
+            "--tail=40",
+        ],
+        None,
+    )
+    .await;
+    let (_, broker_log, _) =
+        kubectl(&["logs", "-n", ns, &format!("{name}-0"), "--tail=40"], None).await;
+    anyhow::bail!(
+        "KafkaCluster {ns}/{name} not Running with {brokers} ready brokers after {within:?}\n{pods}\n{status}\n{events}\noperator:\n{operator_log}\n{name}-0:\n{broker_log}"
+    )
 }
