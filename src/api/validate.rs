@@ -27,6 +27,9 @@ pub(crate) const DEFAULT_CONTROLLER_DISK: &str = "2Gi";
 const DEFAULT_GRACE_PERIOD_SECONDS: i64 = 120;
 const MAX_HEAP_BYTES: u64 = 6 << 30;
 const MIN_HEAP_BYTES: u64 = 256 << 20;
+/// The last Confluent Platform release with ZooKeeper mode (7.9, Kafka 3.9): what an unpinned
+/// `confluentinc/cp-kafka` image runs with `zookeeperConnect`.
+pub const CONFLUENT_ZOOKEEPER_MODE_TAG: &str = "7.9.11";
 pub const DEFAULT_JMX_EXPORTER_IMAGE: &str = "bitnamilegacy/jmx-exporter:1.1.0";
 
 /// Longest cluster name: the broker StatefulSet is `<name>` and the StatefulSet controller labels
@@ -191,7 +194,7 @@ pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
     } else {
         ImageFlavor::Apache
     };
-    check_image_mode(&image, image_flavor, zookeeper.is_some(), &mut warnings)?;
+    let image = resolve_image(image, image_flavor, zookeeper.is_some(), &mut warnings)?;
 
     let broker = node_resources(
         "resources",
@@ -337,13 +340,16 @@ fn image_major_version(image: &str) -> Option<u32> {
     tag.split(['.', '-']).next()?.parse().ok()
 }
 
-fn check_image_mode(
-    image: &str,
+/// The image the pods run: the spec's, or for an unpinned Confluent image in ZooKeeper mode the
+/// last Confluent Platform line that has ZooKeeper (its `latest` is Kafka 4, which cannot run
+/// the spec as written). Refuses images that cannot run the spec's mode.
+fn resolve_image(
+    image: String,
     flavor: ImageFlavor,
     zookeeper: bool,
     warnings: &mut Vec<SpecWarning>,
-) -> Result<(), SpecError> {
-    let major = image_major_version(image);
+) -> Result<String, SpecError> {
+    let major = image_major_version(&image);
     // Kafka 4 dropped ZooKeeper; Confluent Platform 8 ships Kafka 4.
     let kafka4 = match (flavor, major) {
         (ImageFlavor::Apache, Some(m)) => m >= 4,
@@ -354,19 +360,35 @@ fn check_image_mode(
         return Err(SpecError::new(
             "image",
             format!(
-                "{image} runs Kafka 4 or newer, which has no ZooKeeper mode; with zookeeperConnect use a Kafka 3.x image such as {DEFAULT_ZOOKEEPER_MODE_IMAGE}, or remove zookeeperConnect to run KRaft"
+                "{image} runs Kafka 4 or newer, which has no ZooKeeper mode; with zookeeperConnect use a Kafka 3.x image such as {DEFAULT_ZOOKEEPER_MODE_IMAGE} or {}:{CONFLUENT_ZOOKEEPER_MODE_TAG}, or remove zookeeperConnect to run KRaft",
+                image_repository(&image)
             ),
         ));
     }
     if zookeeper && major.is_none() && flavor == ImageFlavor::Confluent {
+        if image.contains('@') {
+            // Pinned by digest: run exactly that, whatever version it is.
+            warnings.push(SpecWarning {
+                reason: "ImageMayLackZooKeeper",
+                message: format!(
+                    "{image}: Confluent Platform 8 and newer run Kafka 4 without ZooKeeper support; with zookeeperConnect the digest must be of a 7.x image"
+                ),
+            });
+            return Ok(image);
+        }
+        let resolved = format!(
+            "{}:{CONFLUENT_ZOOKEEPER_MODE_TAG}",
+            image_repository(&image)
+        );
         warnings.push(SpecWarning {
-            reason: "ImageMayLackZooKeeper",
+            reason: "ImageResolved",
             message: format!(
-                "{image}: recent Confluent Platform images (8.x) run Kafka 4 without ZooKeeper support; with zookeeperConnect pin a 7.x tag"
+                "{image} is Confluent Platform 8 or newer (Kafka 4, no ZooKeeper mode), which cannot run zookeeperConnect; the brokers run {resolved}, the last Confluent Platform release with ZooKeeper. Pin a 7.x tag to choose another, or remove zookeeperConnect and the image to run KRaft"
             ),
         });
+        return Ok(resolved);
     }
-    Ok(())
+    Ok(image)
 }
 
 fn node_resources(
@@ -554,14 +576,64 @@ mod tests {
         assert_eq!(err.field, "image");
     }
 
+    /// The images the testbed builds are the ones the operator renders by default.
     #[test]
-    fn unpinned_confluent_image_in_zookeeper_mode_warns() {
+    fn the_testbed_pins_the_versions_the_operator_defaults_to() {
+        let pins: BTreeMap<&str, &str> = include_str!("../../hack/versions.sh")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        assert_eq!(
+            format!("apache/kafka:{}", pins["KAFKA_VERSION"]),
+            DEFAULT_IMAGE
+        );
+        assert_eq!(
+            format!("apache/kafka:{}", pins["KAFKA_ZK_VERSION"]),
+            DEFAULT_ZOOKEEPER_MODE_IMAGE
+        );
+        assert_eq!(pins["CP_ZK_TAG"], CONFLUENT_ZOOKEEPER_MODE_TAG);
+    }
+
+    #[test]
+    fn unpinned_confluent_image_in_zookeeper_mode_runs_the_last_release_with_zookeeper() {
+        for image in [
+            "confluentinc/cp-kafka:latest",
+            "confluentinc/cp-kafka",
+            "registry.example:5000/confluentinc/cp-kafka:latest",
+        ] {
+            let c = validate(&cluster(&format!(
+                "brokerCount: 1\nzookeeperConnect: zk:2181\nimage: {image}"
+            )))
+            .unwrap();
+            assert_eq!(c.image_flavor, ImageFlavor::Confluent);
+            let repository = image_repository(image);
+            assert_eq!(c.image, format!("{repository}:7.9.11"));
+            let reasons: Vec<_> = c.warnings.iter().map(|w| w.reason).collect();
+            assert_eq!(reasons, ["ImageResolved"], "{image}");
+            assert!(
+                c.warnings[0].message.contains(&c.image),
+                "{}",
+                c.warnings[0].message
+            );
+        }
+        // In KRaft mode `latest` is what the user asked for: run it, say it is unpinned.
         let c = validate(&cluster(
-            "brokerCount: 1\nzookeeperConnect: zk:2181\nimage: confluentinc/cp-kafka:latest",
+            "brokerCount: 1\nimage: confluentinc/cp-kafka:latest",
         ))
         .unwrap();
-        assert_eq!(c.image_flavor, ImageFlavor::Confluent);
-        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert_eq!(c.image, "confluentinc/cp-kafka:latest");
+        let reasons: Vec<_> = c.warnings.iter().map(|w| w.reason).collect();
+        assert_eq!(reasons, ["UnpinnedImage"]);
+        // A digest is run as it is, with a word of caution.
+        let digest = format!("confluentinc/cp-kafka@sha256:{}", "a".repeat(64));
+        let c = validate(&cluster(&format!(
+            "brokerCount: 1\nzookeeperConnect: zk:2181\nimage: {digest}"
+        )))
+        .unwrap();
+        assert_eq!(c.image, digest);
+        let reasons: Vec<_> = c.warnings.iter().map(|w| w.reason).collect();
+        assert_eq!(reasons, ["ImageMayLackZooKeeper"]);
     }
 
     #[test]

@@ -83,7 +83,9 @@ async fn original_example_produces_the_expected_objects() {
     let spec = sts.spec.as_ref().unwrap();
     let pod = spec.template.spec.as_ref().unwrap();
     let kafka = &pod.containers[0];
-    assert_eq!(kafka.image.as_deref(), Some("confluentinc/cp-kafka:latest"));
+    // `cp-kafka:latest` is Kafka 4, which has no ZooKeeper mode: the brokers run the last
+    // Confluent Platform release that has it.
+    assert_eq!(kafka.image.as_deref(), Some("confluentinc/cp-kafka:7.9.11"));
     assert_eq!(pod.termination_grace_period_seconds, Some(1200));
     assert!(
         pod.tolerations
@@ -198,7 +200,7 @@ async fn original_example_produces_the_expected_objects() {
     }
 
     // Status and events: no pod can run here, so the cluster is still being created; the
-    // unpinned image is worth a warning.
+    // image the brokers run instead of the spec's is worth a warning.
     let status = kc.status.as_ref().unwrap();
     assert_eq!(status.phase, Some(Phase::Creating));
     assert_eq!(status.brokers, 3);
@@ -210,11 +212,13 @@ async fn original_example_produces_the_expected_objects() {
     );
     let ev = eventually("events", TIMEOUT, || async {
         let ev = events(ns).await;
-        (ev.contains("Created") && ev.contains("UnpinnedImage")).then_some(ev)
+        (ev.contains("Created") && ev.contains("ImageResolved")).then_some(ev)
     })
     .await;
-    assert!(ev.contains("not pinned"), "{ev}");
-    assert!(ev.contains("ImageMayLackZooKeeper"), "{ev}");
+    assert!(
+        ev.contains("the brokers run confluentinc/cp-kafka:7.9.11"),
+        "{ev}"
+    );
 
     // kubectl get kafkacluster prints the columns users expect.
     let (ok, out, _) = kubectl(&["get", "kafkacluster", "-n", ns], None).await;
