@@ -6,10 +6,14 @@
 #   kafka      apache/kafka:<KAFKA_VERSION>: the official image's layout (Kafka under /opt/kafka
 #              with its bin/ scripts, user appuser, uid 1000) on a Debian JRE; the same for
 #              KAFKA_ZK_VERSION (kafka-zookeeper-mode) or any version (kafka:VERSION)
+#   cp-kafka-zookeeper-mode
+#              confluentinc/cp-kafka:<CP_ZK_TAG>: the Confluent Platform layout (tools on the PATH
+#              without .sh, jars in /usr/share/java/kafka) with the jars of KAFKA_ZK_VERSION
+#   zookeeper  zookeeper:<ZOOKEEPER_VERSION>: the official image's layout and ZOO_* variables
 #   operator   kafka-operator:<crate version>: `cargo build --release -p kafka-operator` on a
 #              distroless-like Debian base (libc6, libgcc-s1, CA certificates; user 65532)
-# Usage: hack/build-images.sh [pause|kafka|kafka-zookeeper-mode|kafka:VERSION|operator]...
-#        (default: pause, kafka and operator)
+# Usage: hack/build-images.sh [pause|kafka|kafka-zookeeper-mode|kafka:VERSION|cp-kafka-zookeeper-mode|zookeeper|operator]...
+#        (default: pause, kafka, cp-kafka-zookeeper-mode, zookeeper and operator)
 #        hack/build-images.sh --archive REF               prints where REF's archive is
 # The Debian root filesystems come from the machine's own apt sources (mmdebstrap, see
 # hack/node-deps.sh), each built once and shared by every image on it. Idempotent: an image
@@ -152,7 +156,7 @@ build_pause() {
   rm -rf "$work"
 }
 
-# Java images (Kafka now; ZooKeeper, cp-kafka and the JMX exporter later) share this base.
+# The Java images (Kafka, cp-kafka, ZooKeeper) share this base.
 jre_base() {
   base_rootfs "debian-$DEBIAN_SUITE-$KAFKA_IMAGE_JRE" essential "$KAFKA_IMAGE_JRE,bash,ca-certificates"
 }
@@ -185,42 +189,22 @@ kafka_tools=(
   "kafka-consumer-perf-test org.apache.kafka.tools.ConsumerPerformance kafka.tools.ConsumerPerformance"
 )
 
-build_kafka() {
-  local version=$1 ref="apache/kafka:$1"
-  "$root/hack/fetch-kafka.sh" "$version"
-  local libs="$cache/kafka/$version/libs"
-  jre_base
-  local jre
-  jre=$(jre_base_tar)
-  local want
-  want="base=$(cat "$jre.stamp") libs=$(ls "$libs" | sha256sum | cut -c1-16) scripts=$(
-    cd "$root/hack/images/kafka" && find . -type f | sort | xargs sha256sum | sha256sum | cut -c1-16
-  ) builder=$(sha256sum "$0" | cut -c1-16)"
-  up_to_date "$ref" "$want" && return
-
-  echo "building image $ref" >&2
-  local work
-  work=$(mktemp -d "$images/.kafka.XXXXXX")
-  local r="$work/root"
-  mkdir -p "$r"
-  # The user of the official image: appuser, uid 1000, in a group of its own.
+# The appuser of the official images (uid 1000, in a group of its own), added to the users of
+# the JRE base: kafka_user ROOT JRE_TAR
+kafka_user() {
+  local r=$1 jre=$2
   mkdir -p "$r/etc"
   tar -xOf "$jre" ./etc/passwd >"$r/etc/passwd"
   tar -xOf "$jre" ./etc/group >"$r/etc/group"
   echo "appuser:x:1000:1000::/home/appuser:/bin/bash" >>"$r/etc/passwd"
   echo "appuser:x:1000:" >>"$r/etc/group"
   chmod 0644 "$r/etc/passwd" "$r/etc/group"
+}
 
-  install -d -o 1000 -g 1000 "$r/opt/kafka" "$r/opt/kafka/bin" "$r/opt/kafka/config" \
-    "$r/opt/kafka/libs" "$r/home/appuser" "$r/mnt/shared/config" "$r/usr/logs"
-  install -d -o 1000 -g 0 -m 0775 "$r/var/lib/kafka" "$r/var/lib/kafka/data" "$r/etc/kafka" \
-    "$r/etc/kafka/secrets" "$r/etc/kafka/docker"
-  cp "$libs"/*.jar "$r/opt/kafka/libs/"
-  cp "$root/hack/images/kafka/bin/"* "$r/opt/kafka/bin/"
-  cp "$root/hack/images/kafka/config/"* "$r/opt/kafka/config/"
-  cp "$root/hack/images/kafka/docker/run" "$r/etc/kafka/docker/run"
-
-  # One script per tool, running the class this Kafka version has.
+# One script per tool, running the class this Kafka version has:
+# kafka_tools_into LIBS BIN_DIR SUFFIX (".sh" in the Apache layout, "" in Confluent's)
+kafka_tools_into() {
+  local libs=$1 bin=$2 suffix=$3
   local classes
   classes=$(for j in "$libs"/*.jar; do unzip -Z1 "$j" 2>/dev/null; done | sed -n 's/\.class$//p' | tr / .)
   local line tool class found
@@ -231,17 +215,154 @@ build_kafka() {
       if grep -qxF "$class" <<<"$classes"; then found=$class; break; fi
     done
     [[ -n "$found" ]] || continue
-    printf '#!/bin/bash\n# %s: runs %s of this Kafka installation.\nexec "$(dirname "$0")/kafka-run-class.sh" %s "$@"\n' \
-      "$tool" "$found" "$found" >"$r/opt/kafka/bin/$tool.sh"
+    printf '#!/bin/bash\n# %s: runs %s of this Kafka installation.\nexec "$(dirname "$0")/kafka-run-class%s" %s "$@"\n' \
+      "$tool" "$found" "$suffix" "$found" >"$bin/$tool$suffix"
   done
+}
+
+# What a Kafka image's inputs are, for up_to_date: kafka_want LIBS JRE_TAR
+kafka_want() {
+  echo "base=$(cat "$2.stamp") libs=$(ls "$1" | sha256sum | cut -c1-16) scripts=$(
+    cd "$root/hack/images" && find kafka zookeeper -type f | sort | xargs sha256sum | sha256sum | cut -c1-16
+  ) builder=$(sha256sum "$0" | cut -c1-16)"
+}
+
+jre_home() {
+  local java_home="/usr/lib/jvm/java-${KAFKA_IMAGE_JRE#openjdk-}"
+  echo "${java_home%-jre-headless}-openjdk-$arch"
+}
+
+build_kafka() {
+  local version=$1 ref="apache/kafka:$1"
+  "$root/hack/fetch-kafka.sh" "$version"
+  local libs="$cache/kafka/$version/libs"
+  jre_base
+  local jre want
+  jre=$(jre_base_tar)
+  want=$(kafka_want "$libs" "$jre")
+  up_to_date "$ref" "$want" && return
+
+  echo "building image $ref" >&2
+  local work
+  work=$(mktemp -d "$images/.kafka.XXXXXX")
+  local r="$work/root"
+  mkdir -p "$r"
+  kafka_user "$r" "$jre"
+  install -d -o 1000 -g 1000 "$r/opt/kafka" "$r/opt/kafka/bin" "$r/opt/kafka/config" \
+    "$r/opt/kafka/libs" "$r/home/appuser" "$r/mnt/shared/config" "$r/usr/logs"
+  install -d -o 1000 -g 0 -m 0775 "$r/var/lib/kafka" "$r/var/lib/kafka/data" "$r/etc/kafka" \
+    "$r/etc/kafka/secrets" "$r/etc/kafka/docker"
+  cp "$libs"/*.jar "$r/opt/kafka/libs/"
+  cp "$root/hack/images/kafka/bin/"* "$r/opt/kafka/bin/"
+  cp "$root/hack/images/kafka/config/"* "$r/opt/kafka/config/"
+  cp "$root/hack/images/kafka/docker/run" "$r/etc/kafka/docker/run"
+  kafka_tools_into "$libs" "$r/opt/kafka/bin" .sh
   chown -R 1000:1000 "$r/opt/kafka"
   chmod 0755 "$r/opt/kafka/bin/"* "$r/etc/kafka/docker/run"
   chmod -R a+rX "$r/opt/kafka"
 
   layer_of "$r" "$work/layer.tar"
-  local java_home="/usr/lib/jvm/java-${KAFKA_IMAGE_JRE#openjdk-}"
-  java_home="${java_home%-jre-headless}-openjdk-$arch"
-  docker_archive "$ref" "$(printf '{"User":"appuser","WorkingDir":"/","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=%s","KAFKA_VERSION=%s"],"Cmd":["/etc/kafka/docker/run"],"ExposedPorts":{"9092/tcp":{}},"Volumes":{"/etc/kafka/secrets":{},"/var/lib/kafka/data":{},"/mnt/shared/config":{}}}' "$java_home" "$version")" \
+  docker_archive "$ref" "$(printf '{"User":"appuser","WorkingDir":"/","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=%s","KAFKA_VERSION=%s"],"Cmd":["/etc/kafka/docker/run"],"ExposedPorts":{"9092/tcp":{}},"Volumes":{"/etc/kafka/secrets":{},"/var/lib/kafka/data":{},"/mnt/shared/config":{}}}' "$(jre_home)" "$version")" \
+    "$jre" "$work/layer.tar"
+  stamp "$ref" "$want"
+  rm -rf "$work"
+}
+
+# confluentinc/cp-kafka:TAG with the Confluent Platform layout: the tools on the PATH without
+# the .sh suffix (/usr/bin/kafka-*), the jars in /usr/share/java/kafka, the configuration in
+# /etc/kafka, logs in /var/log/kafka, user appuser (uid 1000), the same VOLUMEs. Its Kafka is
+# Apache Kafka of the same line: build_cp_kafka TAG KAFKA_VERSION
+build_cp_kafka() {
+  local tag=$1 version=$2 ref="confluentinc/cp-kafka:$1"
+  "$root/hack/fetch-kafka.sh" "$version"
+  local libs="$cache/kafka/$version/libs"
+  jre_base
+  local jre want
+  jre=$(jre_base_tar)
+  want="$(kafka_want "$libs" "$jre") kafka=$version"
+  up_to_date "$ref" "$want" && return
+
+  echo "building image $ref (Kafka $version)" >&2
+  local work
+  work=$(mktemp -d "$images/.kafka.XXXXXX")
+  local r="$work/root"
+  mkdir -p "$r"
+  kafka_user "$r" "$jre"
+  install -d "$r/usr/bin" "$r/usr/share/java/kafka" "$r/etc/confluent/docker"
+  install -d -o 1000 -g 1000 "$r/home/appuser" "$r/etc/kafka" "$r/var/log/kafka" \
+    "$r/var/lib/kafka" "$r/var/lib/kafka/data" "$r/etc/kafka/secrets"
+  cp "$libs"/*.jar "$r/usr/share/java/kafka/"
+  cp "$root/hack/images/kafka/config/"* "$r/etc/kafka/"
+  local script
+  for script in "$root/hack/images/kafka/bin/"*.sh; do
+    sed -e 's|^libs=.*|libs=/usr/share/java/kafka|' -e 's|^config=.*|config=/etc/kafka|' \
+      -e 's|^logs=.*|logs=/var/log/kafka|' -e 's|kafka-run-class\.sh|kafka-run-class|g' \
+      "$script" >"$r/usr/bin/$(basename "$script" .sh)"
+  done
+  kafka_tools_into "$libs" "$r/usr/bin" ""
+  printf '#!/bin/bash\n# The image'"'"'s default command, which configures Kafka from KAFKA_* variables in\n# Confluent'"'"'s images; the operator'"'"'s pods run the start script of their ConfigMap instead.\necho "this image runs Kafka from a start script: kafka-server-start /etc/kafka/server.properties" >&2\nexit 1\n' \
+    >"$r/etc/confluent/docker/run"
+  chmod 0755 "$r/usr/bin/"* "$r/etc/confluent/docker/run"
+  chmod -R a+rX "$r/usr/share/java/kafka" "$r/etc/kafka"
+
+  layer_of "$r" "$work/layer.tar"
+  docker_archive "$ref" "$(printf '{"User":"appuser","WorkingDir":"/home/appuser","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=%s","COMPONENT=kafka"],"Cmd":["/etc/confluent/docker/run"],"ExposedPorts":{"9092/tcp":{}},"Volumes":{"/etc/kafka/secrets":{},"/var/lib/kafka/data":{}}}' "$(jre_home)")" \
+    "$jre" "$work/layer.tar"
+  stamp "$ref" "$want"
+  rm -rf "$work"
+}
+
+# zookeeper:VERSION with the official image's layout: ZooKeeper under
+# /apache-zookeeper-VERSION-bin (its bin/ on the PATH), configuration in /conf written from ZOO_*
+# variables by /docker-entrypoint.sh when none is mounted, data in /data and /datalog, user
+# zookeeper (uid 1000). The jars come from Maven (the server and what it needs at run time).
+build_zookeeper() {
+  local version=$1 ref="zookeeper:$1"
+  local libs="$cache/zookeeper/$version/lib"
+  if [[ ! -f "$libs/.complete" ]]; then
+    mkdir -p "$libs"
+    local pom="$cache/zookeeper/$version/pom.xml" optional="" dep
+    # What the server loads at run time that its pom marks "provided" (the release tarball's
+    # lib/ ships them): metrics, snappy, the admin server's Jetty and Jackson, the CLI's parsers.
+    # Versions come from ZooKeeper's own parent pom.
+    for dep in io.dropwizard.metrics:metrics-core org.xerial.snappy:snappy-java \
+      org.eclipse.jetty:jetty-server org.eclipse.jetty:jetty-servlet org.eclipse.jetty:jetty-client \
+      com.fasterxml.jackson.core:jackson-databind commons-cli:commons-cli jline:jline; do
+      optional+="<dependency><groupId>${dep%%:*}</groupId><artifactId>${dep#*:}</artifactId></dependency>"
+    done
+    printf '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion><groupId>kafkaoperator.testbed</groupId><artifactId>zookeeper-libs</artifactId><version>1</version><packaging>pom</packaging><parent><groupId>org.apache.zookeeper</groupId><artifactId>parent</artifactId><version>%s</version><relativePath/></parent><dependencies><dependency><groupId>org.apache.zookeeper</groupId><artifactId>zookeeper</artifactId><version>%s</version></dependency>%s</dependencies></project>\n' \
+      "$version" "$version" "$optional" >"$pom"
+    echo "fetching ZooKeeper $version jars" >&2
+    mvn -q -B -f "$pom" -Dmaven.repo.local="$cache/m2" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs"
+    touch "$libs/.complete"
+  fi
+  jre_base
+  local jre want
+  jre=$(jre_base_tar)
+  want="$(kafka_want "$libs" "$jre") zookeeper=$version"
+  up_to_date "$ref" "$want" && return
+
+  echo "building image $ref" >&2
+  local work
+  work=$(mktemp -d "$images/.kafka.XXXXXX")
+  local r="$work/root" dist="apache-zookeeper-$version-bin"
+  mkdir -p "$r/etc"
+  tar -xOf "$jre" ./etc/passwd >"$r/etc/passwd"
+  tar -xOf "$jre" ./etc/group >"$r/etc/group"
+  echo "zookeeper:x:1000:1000::/home/zookeeper:/bin/bash" >>"$r/etc/passwd"
+  echo "zookeeper:x:1000:" >>"$r/etc/group"
+  chmod 0644 "$r/etc/passwd" "$r/etc/group"
+  install -d "$r/$dist/bin" "$r/$dist/lib"
+  install -d -o 1000 -g 1000 "$r/conf" "$r/data" "$r/datalog" "$r/logs" "$r/home/zookeeper"
+  cp "$libs"/*.jar "$r/$dist/lib/"
+  install -m 0755 "$root/hack/images/zookeeper/zkServer.sh" "$r/$dist/bin/zkServer.sh"
+  install -m 0755 "$root/hack/images/zookeeper/docker-entrypoint.sh" "$r/docker-entrypoint.sh"
+  install -m 0644 -o 1000 -g 1000 "$root/hack/images/zookeeper/logback.xml" "$r/conf/logback.xml"
+  chmod -R a+rX "$r/$dist"
+
+  layer_of "$r" "$work/layer.tar"
+  docker_archive "$ref" "$(printf '{"User":"zookeeper","WorkingDir":"/%s","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/%s/bin","JAVA_HOME=%s","ZOO_CONF_DIR=/conf","ZOO_DATA_DIR=/data","ZOO_DATA_LOG_DIR=/datalog","ZOO_LOG_DIR=/logs","ZOO_TICK_TIME=2000","ZOO_INIT_LIMIT=5","ZOO_SYNC_LIMIT=2","ZOO_AUTOPURGE_PURGEINTERVAL=0","ZOO_AUTOPURGE_SNAPRETAINCOUNT=3","ZOO_MAX_CLIENT_CNXNS=60","ZOO_STANDALONE_ENABLED=true","ZOO_ADMINSERVER_ENABLED=true","ZOOCFGDIR=/conf"],"Entrypoint":["/docker-entrypoint.sh"],"Cmd":["zkServer.sh","start-foreground"],"ExposedPorts":{"2181/tcp":{},"2888/tcp":{},"3888/tcp":{},"8080/tcp":{}},"Volumes":{"/data":{},"/datalog":{},"/logs":{}}}' "$dist" "$dist" "$(jre_home)")" \
     "$jre" "$work/layer.tar"
   stamp "$ref" "$want"
   rm -rf "$work"
@@ -294,7 +415,7 @@ build_operator() {
 }
 
 wanted=("$@")
-((${#wanted[@]} > 0)) || wanted=(pause kafka operator)
+((${#wanted[@]} > 0)) || wanted=(pause kafka cp-kafka-zookeeper-mode zookeeper operator)
 for image in "${wanted[@]}"; do
   case "$image" in
     pause) build_pause ;;
@@ -302,9 +423,13 @@ for image in "${wanted[@]}"; do
     # The default image of ZooKeeper mode (the last Kafka line that had it); built on demand.
     kafka-zookeeper-mode) build_kafka "$KAFKA_ZK_VERSION" ;;
     kafka:*) build_kafka "${image#kafka:}" ;;
+    # What an unpinned confluentinc/cp-kafka runs in ZooKeeper mode (the operator's
+    # CONFLUENT_ZOOKEEPER_MODE_TAG), on the Kafka line of that release.
+    cp-kafka-zookeeper-mode) build_cp_kafka "$CP_ZK_TAG" "$KAFKA_ZK_VERSION" ;;
+    zookeeper) build_zookeeper "$ZOOKEEPER_VERSION" ;;
     operator) build_operator ;;
     *)
-      echo "unknown image $image (known: pause, kafka, operator)" >&2
+      echo "unknown image $image (known: pause, kafka, kafka-zookeeper-mode, kafka:VERSION, cp-kafka-zookeeper-mode, zookeeper, operator)" >&2
       exit 1
       ;;
   esac

@@ -6,6 +6,9 @@ KAFKA_VERSION=4.3.2
 # ZooKeeper-mode tests need the last Kafka line that still had ZooKeeper.
 KAFKA_ZK_VERSION=3.9.2
 ZOOKEEPER_VERSION=3.8.4
+# What an unpinned confluentinc/cp-kafka runs in ZooKeeper mode: the last Confluent Platform
+# release with ZooKeeper (CONFLUENT_ZOOKEEPER_MODE_TAG in src/api/validate.rs).
+CP_ZK_TAG=7.9.11
 # The node's cluster DNS (hack/build-coredns.sh).
 COREDNS_VERSION=v1.15.0
 # The Debian release the images' root filesystems come from (from the machine's own apt

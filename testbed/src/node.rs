@@ -439,7 +439,7 @@ impl LocalNode {
         node.start_scheduler(kube, &bin)?;
         // The kubelets before kube-proxy: kube-proxy waits up to 30 s for its Node object,
         // which the kubelet registers within a second.
-        node.start_kubelets(kube, &bin)?;
+        node.start_kubelets(kube, &bin).await?;
         node.start_proxy(kube, &bin).await?;
         let client = kube.admin_client().await?;
         node.wait_ready(&client).await?;
@@ -781,7 +781,12 @@ conntrack:
         .await
     }
 
-    fn start_kubelets(&mut self, kube: &LocalKube, bin: &Path) -> anyhow::Result<()> {
+    /// Starts the kubelets one after the other: each binds the device-plugin registration socket
+    /// at the path compiled into it (`/var/lib/kubelet/device-plugins/kubelet.sock`, whatever
+    /// `--root-dir` says) after removing what is there, so two starting at the same instant can
+    /// race and one exits with "address already in use". The next starts once the previous
+    /// one's container manager (which binds it) is up.
+    async fn start_kubelets(&mut self, kube: &LocalKube, bin: &Path) -> anyhow::Result<()> {
         let ip = self.ip();
         for member in &mut self.members {
             let p = &member.paths;
@@ -859,6 +864,24 @@ maxPods: 110
                 ],
                 &p.logs.join("kubelet.log"),
             )?);
+            let log = p.logs.join("kubelet.log");
+            let kubelet = member.kubelet.as_mut().expect("spawned above");
+            wait_for(
+                &format!("the container manager of {}'s kubelet", member.name),
+                Duration::from_secs(60),
+                || {
+                    if kubelet.has_exited() {
+                        bail!(
+                            "the kubelet of {} exited:\n{}",
+                            member.name,
+                            kubelet.log_tail(40)
+                        );
+                    }
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    Ok(text.contains("Eviction manager: starting control loop"))
+                },
+            )
+            .await?;
         }
         Ok(())
     }
@@ -1517,12 +1540,16 @@ pub fn image_archive(reference: &str) -> PathBuf {
         .join(format!("{}.tar", reference.replace(['/', ':'], "_")))
 }
 
-/// The references of the images every node imports: the sandbox, the default Kafka image and
-/// the operator's (the one `deploy/` names).
+/// The references of the images every node imports: the sandbox, the default Kafka image, the
+/// images the original example and `examples/manual-zookeeper.yaml` run (an unpinned
+/// `confluentinc/cp-kafka` in ZooKeeper mode runs the last Confluent release with ZooKeeper)
+/// and the operator's (the one `deploy/` names).
 pub fn default_images() -> anyhow::Result<Vec<String>> {
     Ok(vec![
         pinned_version("PAUSE_IMAGE")?,
         format!("apache/kafka:{}", pinned_version("KAFKA_VERSION")?),
+        format!("confluentinc/cp-kafka:{}", pinned_version("CP_ZK_TAG")?),
+        format!("zookeeper:{}", pinned_version("ZOOKEEPER_VERSION")?),
         format!("kafka-operator:{}", env!("CARGO_PKG_VERSION")),
     ])
 }

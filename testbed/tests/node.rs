@@ -1,22 +1,17 @@
 //! The testbed's real node: containerd, the kubelet, kube-proxy, kube-scheduler and CoreDNS on
 //! this machine, pods from the images `hack/build-images.sh` built. One control plane and one
 //! node for all tests of this file (started on first use, torn down when the binary exits);
-//! each test works in a namespace of its own.
+//! each test works in a namespace of its own. The operator's Deployment and KafkaClusters on
+//! the node are in `nodes.rs` and `e2e_node.rs`.
 //!
 //! Needs root (the node makes a bridge, network namespaces, mounts and iptables rules).
 
 #[path = "support/node.rs"]
 mod node_support;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kube::ResourceExt;
-
-use node_support::{
-    KRAFT_CLUSTER, client_pod, cluster_running, eventually, exec_in_client, kubectl, namespace,
-    operator_pods_ready, restricted_pod, testbed, wait_pod_ready,
-};
+use node_support::{eventually, kubectl, namespace, restricted_pod, testbed, wait_pod_ready};
 
 #[tokio::test]
 async fn a_restricted_pod_runs_ready_and_resolves_cluster_dns() {
@@ -301,134 +296,4 @@ async fn a_claim_keeps_its_data_when_its_pod_is_deleted_and_made_again() {
     .await;
     assert!(ok, "the next pod found nothing on the claim: {err}");
     assert_eq!(found, "kept\n");
-}
-
-#[tokio::test]
-async fn the_operator_deployment_runs_a_kraft_cluster_that_serves_messages() {
-    let ns = "node-kraft";
-    let client = namespace(ns).await;
-
-    // The operator as a user installs it: deploy/kafka-operator.yaml (applied with the control
-    // plane), its image, ServiceAccount, probes and read-only root filesystem.
-    let operator = operator_pods_ready(&client, 1).await.remove(0);
-    let operator_name = operator.name_any();
-
-    // kubectl port-forward (API server -> kubelet -> containerd, into the pod's namespace) to the
-    // operator's metrics port.
-    let port = kafka_operator_testbed::process::free_port().expect("free port");
-    let mut forward = tokio::process::Command::new(kafka_operator_testbed::kube::kubectl_path())
-        .arg(format!(
-            "--kubeconfig={}",
-            testbed().kube.kubeconfig().display()
-        ))
-        .args([
-            "port-forward",
-            "-n",
-            "kafka-operator",
-            &format!("pod/{operator_name}"),
-            &format!("{port}:8080"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kubectl port-forward");
-    let metrics = eventually(
-        "the operator's metrics through port-forward",
-        Duration::from_secs(30),
-        || async move {
-            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()?;
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            stream
-                .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                .await
-                .ok()?;
-            let mut body = String::new();
-            stream.read_to_string(&mut body).await.ok()?;
-            body.contains("kafka_operator_").then_some(body)
-        },
-    )
-    .await;
-    assert!(
-        metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
-        "{metrics}"
-    );
-    let _ = forward.kill().await;
-
-    let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(KRAFT_CLUSTER)).await;
-    assert!(ok, "{err}");
-    let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(&client_pod())).await;
-    assert!(ok, "{err}");
-
-    let kc = cluster_running(&client, ns, "kraft", 3, Duration::from_secs(600))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(
-        kc.status
-            .as_ref()
-            .and_then(|s| s.cluster_id.as_ref())
-            .is_some(),
-        "no cluster id in status"
-    );
-
-    // Every data volume is a local volume of the node, bound on first use.
-    let (ok, claims, err) = kubectl(
-        &[
-            "get",
-            "pvc",
-            "-n",
-            ns,
-            "-o",
-            "jsonpath={range .items[*]}{.status.phase} {.spec.storageClassName}{\"\\n\"}{end}",
-        ],
-        None,
-    )
-    .await;
-    assert!(ok, "{err}");
-    let claims: Vec<&str> = claims.lines().collect();
-    assert_eq!(
-        claims.len(),
-        6,
-        "one claim per broker and controller: {claims:?}"
-    );
-    assert!(
-        claims.iter().all(|c| *c == "Bound testbed-local"),
-        "{claims:?}"
-    );
-
-    wait_pod_ready(&client, ns, "kafka-client", Duration::from_secs(120)).await;
-    // The topic the operator created, as Kafka's own tool describes it.
-    let (ok, described, err) = exec_in_client(
-        ns,
-        "/opt/kafka/bin/kafka-topics.sh --bootstrap-server kraft.node-kraft.svc.cluster.local:9092 --describe --topic orders",
-    )
-    .await;
-    assert!(ok, "{err}");
-    assert!(
-        described.contains("PartitionCount: 3") && described.contains("ReplicationFactor: 3"),
-        "{described}"
-    );
-
-    // Produced through the brokers' headless Service (pod DNS names), acks=all, and consumed
-    // through a per-broker Service's ClusterIP (kube-proxy), by Kafka's console tools.
-    let sent: BTreeSet<String> = (1..=200).map(|i| format!("order-{i}")).collect();
-    let (ok, _, err) = exec_in_client(
-        ns,
-        "for i in $(seq 1 200); do echo order-$i; done | /opt/kafka/bin/kafka-console-producer.sh \
-         --bootstrap-server kraft.node-kraft.svc.cluster.local:9092 --topic orders \
-         --producer-property acks=all --producer-property enable.idempotence=true",
-    )
-    .await;
-    assert!(ok, "producer failed: {err}");
-    let (ok, consumed, err) = exec_in_client(
-        ns,
-        "/opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server kraft-broker-1.node-kraft.svc.cluster.local:9092 \
-         --topic orders --from-beginning --max-messages 200 --timeout-ms 60000 --group node-test",
-    )
-    .await;
-    assert!(ok, "consumer failed: {err}");
-    let received: BTreeSet<String> = consumed.lines().map(str::to_string).collect();
-    assert_eq!(received, sent, "messages read back differ from those sent");
 }

@@ -2,7 +2,9 @@
 //! and local volumes, in zones `testbed-zone-a`, `-b` and `-c`, on one control plane with
 //! `deploy/` installed. The operator's own Deployment runs a KRaft cluster whose brokers the
 //! operator's anti-affinity spreads over the nodes; pods on one node reach pods on the others
-//! and resolve them by the cluster's DNS.
+//! and resolve them by the cluster's DNS. Beside it, the original project's example as written
+//! (ZooKeeper mode, `confluentinc/cp-kafka:latest`, a CPU per broker) with
+//! `examples/manual-zookeeper.yaml`.
 //!
 //! Needs root (the nodes make a bridge, network namespaces, mounts and iptables rules).
 
@@ -16,11 +18,12 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, 
 use kube::ResourceExt;
 use kube::api::Api;
 
+use kafka_operator::api::TopicPhase;
 use kafka_operator_testbed::node::{ZONE_LABEL, node_name, pod_cidr, zone_name};
 
 use node_support::{
-    KRAFT_CLUSTER, client_pod, cluster_running, exec_in_client, kubectl, namespace, on_node,
-    operator_pods_ready, testbed_with_nodes, wait_pod_ready,
+    KRAFT_CLUSTER, client_pod, cluster_running, eventually, exec_in_client, kubectl, namespace,
+    on_node, operator_pods_ready, testbed_with_nodes, wait_pod_ready,
 };
 
 const NODES: u8 = 3;
@@ -124,10 +127,13 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
     let testbed = testbed_with_nodes(NODES);
     let client = namespace(NS).await;
 
-    operator_pods_ready(&client, 1).await;
+    let operator = operator_pods_ready(&client, 1).await.remove(0);
 
     let (ok, _, err) = kubectl(&["apply", "-n", NS, "-f", "-"], Some(KRAFT_CLUSTER)).await;
     assert!(ok, "{err}");
+    // While the cluster comes up: kubectl port-forward (API server -> kubelet -> containerd,
+    // into the pod's network namespace) to the operator's metrics port.
+    operator_metrics_through_port_forward(&testbed.kube, &operator.name_any()).await;
     // The client on the first node: every broker on another node is reached across nodes.
     let first = testbed.node_names[0].clone();
     let (ok, _, err) = kubectl(
@@ -137,9 +143,16 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
     .await;
     assert!(ok, "{err}");
 
-    cluster_running(&client, NS, "kraft", 3, Duration::from_secs(600))
+    let kc = cluster_running(&client, NS, "kraft", 3, Duration::from_secs(600))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        kc.status
+            .as_ref()
+            .and_then(|s| s.cluster_id.as_ref())
+            .is_some(),
+        "no cluster id in status"
+    );
 
     // The operator's anti-affinity: one broker per node, so one per zone, and the same for
     // the controllers.
@@ -189,6 +202,14 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
             "{pod} on {node} got volume {} of {affinity}",
             volume.name_any()
         );
+        assert_eq!(
+            volume
+                .spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.as_deref()),
+            Some("testbed-local"),
+            "{pod}'s volume"
+        );
     }
 
     // The API server reaches every node's kubelet (logs) at the port the Node reports.
@@ -228,6 +249,20 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
     }
     assert_eq!(across, 2, "two brokers are on other nodes than the client");
 
+    // The topic the operator created, as Kafka's own tool describes it.
+    let (ok, described, err) = exec_in_client(
+        NS,
+        &format!(
+            "/opt/kafka/bin/kafka-topics.sh --bootstrap-server kraft.{NS}.svc.cluster.local:9092 --describe --topic orders"
+        ),
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        described.contains("PartitionCount: 3") && described.contains("ReplicationFactor: 3"),
+        "{described}"
+    );
+
     // Messages replicated over the three nodes (acks=all, min.insync.replicas 2), produced
     // through the headless Service and consumed through a per-broker Service's ClusterIP.
     let sent: BTreeSet<String> = (1..=100).map(|i| format!("order-{i}")).collect();
@@ -246,6 +281,210 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
         &format!(
             "/opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server kraft-broker-2.{NS}.svc.cluster.local:9092 \
              --topic orders --from-beginning --max-messages 100 --timeout-ms 60000 --group nodes-test"
+        ),
+    )
+    .await;
+    assert!(ok, "consumer failed: {err}");
+    let received: BTreeSet<String> = consumed.lines().map(str::to_string).collect();
+    assert_eq!(received, sent, "messages read back differ from those sent");
+}
+
+/// `kubectl port-forward` to the operator pod's metrics port answers with its metrics.
+async fn operator_metrics_through_port_forward(
+    kube: &kafka_operator_testbed::kube::LocalKube,
+    pod: &str,
+) {
+    let port = kafka_operator_testbed::process::free_port().expect("free port");
+    let mut forward = tokio::process::Command::new(kafka_operator_testbed::kube::kubectl_path())
+        .arg(format!("--kubeconfig={}", kube.kubeconfig().display()))
+        .args([
+            "port-forward",
+            "-n",
+            "kafka-operator",
+            &format!("pod/{pod}"),
+            &format!("{port}:8080"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl port-forward");
+    let metrics = eventually(
+        "the operator's metrics through port-forward",
+        Duration::from_secs(30),
+        || async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .await
+                .ok()?;
+            let mut body = String::new();
+            stream.read_to_string(&mut body).await.ok()?;
+            body.contains("kafka_operator_").then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
+        "{metrics}"
+    );
+    let _ = forward.kill().await;
+}
+
+/// The original project's example, applied as its README says: `examples/manual-zookeeper.yaml`
+/// (the official `zookeeper` image), then `examples/kafka-cluster.yaml` unchanged but for the
+/// kind's spelling, in the `default` namespace its `zookeeperConnect` names.
+#[tokio::test]
+async fn the_original_example_runs_as_written() {
+    let testbed = testbed_with_nodes(NODES);
+    let client = testbed.kube.admin_client().await.expect("admin client");
+    let ns = "default";
+    operator_pods_ready(&client, 1).await;
+
+    let root = kafka_operator_testbed::process::project_root();
+    for example in ["manual-zookeeper.yaml", "kafka-cluster.yaml"] {
+        let path = root.join("examples").join(example);
+        let (ok, _, err) = kubectl(
+            &["apply", "-n", ns, "-f", &path.display().to_string()],
+            None,
+        )
+        .await;
+        assert!(ok, "kubectl apply -f examples/{example}: {err}");
+    }
+    let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(&client_pod())).await;
+    assert!(ok, "{err}");
+
+    let kc = cluster_running(&client, ns, "test-cluster-1", 3, Duration::from_secs(900))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let topics = kc
+        .status
+        .as_ref()
+        .map(|s| s.topics.clone())
+        .unwrap_or_default();
+    let ready: BTreeSet<&str> = topics
+        .iter()
+        .filter(|t| t.state == TopicPhase::Ready)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(ready, BTreeSet::from(["test1", "test2"]), "{topics:?}");
+
+    // `cp-kafka:latest` is Kafka 4, which has no ZooKeeper mode: the brokers run the last
+    // Confluent Platform release that has it, and the operator says so.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let brokers: Vec<String> = (0..3).map(|i| format!("test-cluster-1-{i}")).collect();
+    for name in &brokers {
+        let pod = pods.get(name).await.expect("broker pod");
+        let image = pod.spec.as_ref().map(|s| s.containers[0].image.clone());
+        assert_eq!(
+            image,
+            Some(Some("confluentinc/cp-kafka:7.9.11".to_string())),
+            "{name}"
+        );
+        let requests = pod.spec.as_ref().and_then(|s| {
+            s.containers[0]
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("cpu").cloned())
+        });
+        assert_eq!(requests.map(|q| q.0), Some("1".to_string()), "{name}'s CPU");
+    }
+    let (ok, events, err) = kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            "involvedObject.kind=KafkaCluster",
+            "-o",
+            "custom-columns=REASON:.reason,MESSAGE:.message",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        events.contains("ImageResolved") && events.contains("confluentinc/cp-kafka:7.9.11"),
+        "{events}"
+    );
+
+    // A CPU per broker: three brokers need the three nodes, one each.
+    let placed = placement(&pods, &brokers).await;
+    let used: BTreeSet<String> = placed.values().map(|(n, _)| n.clone()).collect();
+    let all: BTreeSet<String> = testbed.node_names.iter().cloned().collect();
+    assert_eq!(used, all, "the brokers do not spread: {placed:?}");
+
+    // The Confluent layout: Kafka's tools on the PATH without .sh, the data on the volume.
+    let (ok, out, err) = kubectl(
+        &[
+            "exec",
+            "-n",
+            ns,
+            "test-cluster-1-0",
+            "--",
+            "sh",
+            "-c",
+            "command -v kafka-server-start; ls /var/lib/kafka/data/kafka-log",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("/usr/bin/kafka-server-start\n"), "{out}");
+    assert!(out.contains("meta.properties"), "{out}");
+
+    // ZooKeeper answers its four-letter words and holds the brokers' registrations.
+    let (ok, out, err) = exec_in_client(
+        ns,
+        "exec 3<>/dev/tcp/zk-headless.default.svc.cluster.local/2181; echo mntr >&3; cat <&3",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("zk_server_state\tstandalone"), "{out}");
+    let ephemerals: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("zk_ephemerals_count\t"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ephemerals count in {out}"));
+    assert!(
+        ephemerals >= 4,
+        "three broker registrations and a controller: {ephemerals}"
+    );
+
+    // Messages through the cluster's Service into test2 (2 partitions, 2 replicas), read back.
+    let bootstrap = "test-cluster-1.default.svc.cluster.local:9092";
+    let (ok, described, err) = exec_in_client(
+        ns,
+        &format!(
+            "/opt/kafka/bin/kafka-topics.sh --bootstrap-server {bootstrap} --describe --topic test2"
+        ),
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        described.contains("PartitionCount: 2") && described.contains("ReplicationFactor: 2"),
+        "{described}"
+    );
+    let sent: BTreeSet<String> = (1..=100).map(|i| format!("event-{i}")).collect();
+    let (ok, _, err) = exec_in_client(
+        ns,
+        &format!(
+            "for i in $(seq 1 100); do echo event-$i; done | /opt/kafka/bin/kafka-console-producer.sh \
+             --bootstrap-server {bootstrap} --topic test2 --producer-property acks=all"
+        ),
+    )
+    .await;
+    assert!(ok, "producer failed: {err}");
+    let (ok, consumed, err) = exec_in_client(
+        ns,
+        &format!(
+            "/opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server {bootstrap} \
+             --topic test2 --from-beginning --max-messages 100 --timeout-ms 60000 --group example-test"
         ),
     )
     .await;

@@ -340,6 +340,7 @@ pub async fn cluster_running(
     within: Duration,
 ) -> anyhow::Result<KafkaCluster> {
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let started = Instant::now();
     let running = tokio::time::timeout(within, async {
         loop {
@@ -349,19 +350,26 @@ pub async fn cluster_running(
                 && status.ready_brokers == brokers
                 && status.operation.is_none()
             {
-                return kc;
+                return Ok(kc);
+            }
+            if let Some(pod) = crash_looping(&pods).await {
+                return Err(pod);
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     })
     .await;
-    if let Ok(kc) = running {
-        eprintln!(
-            "KafkaCluster {ns}/{name} Running after {:?}",
-            started.elapsed()
-        );
-        return Ok(kc);
-    }
+    let crashed = match running {
+        Ok(Ok(kc)) => {
+            eprintln!(
+                "KafkaCluster {ns}/{name} Running after {:?}",
+                started.elapsed()
+            );
+            return Ok(kc);
+        }
+        Ok(Err(pod)) => Some(pod),
+        Err(_) => None,
+    };
     let (_, pods, _) = kubectl(&["get", "pods,pvc", "-n", ns, "-o", "wide"], None).await;
     let (_, status, _) =
         kubectl(&["get", "kafkacluster", "-n", ns, name, "-o", "yaml"], None).await;
@@ -377,9 +385,35 @@ pub async fn cluster_running(
         None,
     )
     .await;
+    if let Some(pod) = crashed {
+        let (_, log, _) = kubectl(&["logs", "-n", ns, &pod, "--previous", "--tail=60"], None).await;
+        anyhow::bail!(
+            "pod {ns}/{pod} is crash-looping while KafkaCluster {ns}/{name} comes up\n{pods}\n{status}\n{events}\noperator:\n{operator_log}\n{pod}, its last run:\n{log}"
+        )
+    }
     let (_, broker_log, _) =
         kubectl(&["logs", "-n", ns, &format!("{name}-0"), "--tail=40"], None).await;
     anyhow::bail!(
         "KafkaCluster {ns}/{name} not Running with {brokers} ready brokers after {within:?}\n{pods}\n{status}\n{events}\noperator:\n{operator_log}\n{name}-0:\n{broker_log}"
     )
+}
+
+/// The first pod with a container that has restarted four times and waits in CrashLoopBackOff:
+/// a wait for it to become ready would only run out.
+async fn crash_looping(pods: &Api<Pod>) -> Option<String> {
+    let list = pods.list(&Default::default()).await.ok()?;
+    list.items.into_iter().find_map(|pod| {
+        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+        statuses
+            .iter()
+            .any(|c| {
+                c.restart_count >= 4
+                    && c.state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CrashLoopBackOff")
+            })
+            .then(|| pod.metadata.name.clone().unwrap_or_default())
+    })
 }

@@ -16,9 +16,14 @@ if [ $# -lt 1 ]; then
   echo "usage: $0 [-name NAME] class [options]" >&2
   exit 1
 fi
+# Where this installation keeps its jars, configuration and logs (the Confluent layout's image
+# sets /usr/share/java/kafka, /etc/kafka and /var/log/kafka here).
 base=$(cd "$(dirname "$0")/.." && pwd)
+libs=$base/libs
+config=$base/config
+logs=$base/logs
 
-LOG_DIR=${LOG_DIR:-$base/logs}
+LOG_DIR=${LOG_DIR:-$logs}
 # Only servers write log files; a tool run on a read-only root filesystem still works.
 if ! mkdir -p "$LOG_DIR" 2>/dev/null; then
   echo "kafka-run-class.sh: cannot create LOG_DIR $LOG_DIR (set LOG_DIR to a writable directory for log files)" >&2
@@ -27,12 +32,12 @@ fi
 heap=${KAFKA_HEAP_OPTS:--Xmx256M}
 performance=${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true}
 # Both logging systems are configured: Kafka 4 logs through log4j 2, the 3.x line through log4j 1.
-log4j=${KAFKA_LOG4J_OPTS:--Dlog4j2.configurationFile=$base/config/tools-log4j2.properties -Dlog4j.configuration=file:$base/config/tools-log4j.properties}
+log4j=${KAFKA_LOG4J_OPTS:--Dlog4j2.configurationFile=$config/tools-log4j2.properties -Dlog4j.configuration=file:$config/tools-log4j.properties}
 jmx=
 if [ -n "${JMX_PORT:-}" ]; then
   jmx="${KAFKA_JMX_OPTS:--Dcom.sun.management.jmxremote -Dcom.sun.management.jmxremote.authenticate=false -Dcom.sun.management.jmxremote.ssl=false} -Dcom.sun.management.jmxremote.port=$JMX_PORT"
 fi
-classpath="$base/libs/*"
+classpath="$libs/*"
 if [ -n "${EXTRA_CLASSPATH:-}" ]; then
   classpath="$classpath:$EXTRA_CLASSPATH"
 fi
