@@ -37,8 +37,12 @@ if [ -n "${KAFKA_CLUSTER_ID:-}" ]; then
   # A log directory of another Kafka cluster (a volume kept from a deleted KafkaCluster, say)
   # must not be started into this one: refuse with what to do instead.
   log_dirs=$(sed -n -e 's/^log\.dirs=//p' -e 's/^metadata\.log\.dir=//p' "$work/server.properties" | tr ',' ' ')
+  unformatted=0
   for dir in $log_dirs; do
-    [ -f "$dir/meta.properties" ] || continue
+    if [ ! -f "$dir/meta.properties" ]; then
+      unformatted=1
+      continue
+    fi
     found=$(sed -n 's/^cluster\.id=//p' "$dir/meta.properties")
     if [ -n "$found" ] && [ "$found" != "$KAFKA_CLUSTER_ID" ]; then
       echo "start.sh: $dir holds data of Kafka cluster $found, but this KafkaCluster's cluster id is $KAFKA_CLUSTER_ID." >&2
@@ -46,8 +50,11 @@ if [ -n "${KAFKA_CLUSTER_ID:-}" ]; then
       exit 1
     fi
   done
-  # Formats a new log directory with the cluster's id; an existing one is left alone.
-  "$storage_tool" format --cluster-id "$KAFKA_CLUSTER_ID" --config "$work/server.properties" --ignore-formatted
+  # Formats a new log directory with the cluster's id; an existing one is left alone (as the
+  # tool's --ignore-formatted would, without starting a JVM for it on every restart).
+  if [ "$unformatted" = 1 ]; then
+    "$storage_tool" format --cluster-id "$KAFKA_CLUSTER_ID" --config "$work/server.properties" --ignore-formatted
+  fi
 fi
 
 echo "start.sh: starting $role $POD_NAME as node $NODE_ID"

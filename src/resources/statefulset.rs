@@ -184,9 +184,12 @@ fn build(
         ports: Some(ports),
         resources: Some(resource_requirements(resources)),
         // A node replaying a large log after an unclean stop can take many minutes to open its
-        // listener; the startup probe gives it that time without weakening liveness later.
-        startup_probe: Some(tcp_probe(probe_port, 10, 180)),
-        readiness_probe: Some(tcp_probe(probe_port, 10, 3)),
+        // listener; the startup probe gives it that time (30 minutes) without weakening
+        // liveness later. Probed every 5 s, so that a restarted node counts as started and
+        // ready within seconds of opening its listener (a roll waits for each in turn); a
+        // node is unready after 30 s without an answer.
+        startup_probe: Some(tcp_probe(probe_port, 5, 360)),
+        readiness_probe: Some(tcp_probe(probe_port, 5, 6)),
         liveness_probe: Some(tcp_probe(probe_port, 20, 6)),
         volume_mounts: Some(volume_mounts),
         security_context: Some(container_security_context()),
