@@ -1,18 +1,21 @@
 //! Local mode: with no cluster configured, `kafka-operator run` brings up a real Kubernetes
-//! control plane on loopback, installs the operator's manifests, runs the operator under their
-//! RBAC against the original project's example, runs that cluster's pods as real local Kafka
-//! brokers (a stand-in kubelet), and shows what the operator reconciled.
+//! control plane on this machine, installs the operator's manifests, applies the original
+//! project's example and shows what the operator reconciled. As root, the cluster runs on real
+//! nodes (containerd and kubelets, see [`crate::node`]) with the operator as the Deployment of
+//! `deploy/`; otherwise the operator runs in this process under the manifests' RBAC and the
+//! pods run as local Kafka brokers (a stand-in kubelet).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use kube::{Api, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 
 use crate::kafka::{LocalKafka, LocalKafkaOptions, zookeeper_mode_version};
-use crate::kube::{LocalKube, kubectl_path};
+use crate::kube::{KubeOptions, LocalKube, kubectl_path};
 use crate::kubelet::LocalKubelet;
+use crate::node::{LocalNode, MAX_NODES, NodeNetwork, NodeOptions};
 use crate::process::project_root;
 use kafka_operator::api::{KafkaCluster, Phase, TopicPhase, validate};
 use kafka_operator::controller::{self, Settings};
@@ -20,38 +23,253 @@ use kafka_operator::metrics::Metrics;
 
 const NAMESPACE: &str = "default";
 
+/// Where the local cluster's pods run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pods {
+    /// On real nodes when this process may make them (root), else on the stand-in.
+    Auto,
+    /// On real nodes: containerd, kubelets, the images of `hack/build-images.sh`.
+    Node,
+    /// As local Kafka processes, with the operator in this process.
+    StandIn,
+}
+
 /// Runs the operator against a local testbed. With `once`, exits after showing the result.
-pub async fn run(once: bool) -> anyhow::Result<()> {
-    let root = project_root();
-    let example_path = root.join("examples/kafka-cluster.yaml");
-    let example = std::fs::read_to_string(&example_path)
-        .with_context(|| format!("reading {}", example_path.display()))?;
-    let mut kc: KafkaCluster = serde_yaml::from_str(&example)
-        .with_context(|| format!("parsing {}", example_path.display()))?;
+pub async fn run(once: bool, pods: Pods) -> anyhow::Result<()> {
+    let root_user = unsafe { libc::geteuid() } == 0;
+    match pods {
+        Pods::Node => on_node(once).await,
+        Pods::Auto if root_user => on_node(once).await,
+        Pods::Auto => {
+            eprintln!(
+                "not running as root, which a real node needs (network namespaces, mounts, iptables): the pods' containers run as local Kafka processes instead"
+            );
+            on_stand_in(once).await
+        }
+        Pods::StandIn => on_stand_in(once).await,
+    }
+}
+
+/// The original example, as the operator validates it.
+fn example() -> anyhow::Result<(
+    std::path::PathBuf,
+    KafkaCluster,
+    kafka_operator::api::Cluster,
+)> {
+    let path = project_root().join("examples/kafka-cluster.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut kc: KafkaCluster =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     kc.metadata.namespace = Some(NAMESPACE.into());
-    let name = kc.name_any();
     let cluster = validate(&kc).map_err(|e| anyhow::anyhow!("the example is invalid: {e}"))?;
+    Ok((path, kc, cluster))
+}
+
+/// Runs kubectl against `kube`; its output, or an error with what it printed.
+async fn kubectl(kube: &LocalKube, args: &[&str]) -> anyhow::Result<String> {
+    let out = kube.kubectl(args).await?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Prints a command as a user would type it, then runs it.
+async fn shown(kube: &LocalKube, shown: &str, args: &[&str]) -> anyhow::Result<()> {
+    println!("\n$ {shown}");
+    let out = kubectl(kube, args).await?;
+    println!("{}", out.trim_end());
+    Ok(())
+}
+
+/// Waits until the cluster is Running with every topic of its spec Ready, or `within` passed.
+async fn wait_running(client: Client, name: &str, within: Duration) -> anyhow::Result<()> {
+    let clusters: Api<KafkaCluster> = Api::namespaced(client, NAMESPACE);
+    let deadline = Instant::now() + within;
+    loop {
+        let kc = clusters.get(name).await?;
+        let status = kc.status.clone().unwrap_or_default();
+        let topics_ready = status.topics.len() == kc.spec.topics.len()
+            && status.topics.iter().all(|t| t.state == TopicPhase::Ready);
+        if status.phase == Some(Phase::Running) && topics_ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "{name} is not Running with its topics after {} s; showing it as it is",
+                within.as_secs()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// What the operator made of the example, as kubectl shows it.
+async fn show_reconciled(kube: &LocalKube, name: &str, wide: bool) -> anyhow::Result<()> {
+    let selector = format!("app.kubernetes.io/instance={name}");
+    let ns = ["-n", NAMESPACE];
+    shown(
+        kube,
+        "kubectl get kafkacluster",
+        &[&["get", "kafkacluster"], &ns[..]].concat(),
+    )
+    .await?;
+    if wide {
+        shown(
+            kube,
+            "kubectl get pods -o wide",
+            &[&["get", "pods", "-o", "wide"], &ns[..]].concat(),
+        )
+        .await?;
+    } else {
+        shown(
+            kube,
+            "kubectl get pods",
+            &[&["get", "pods"], &ns[..]].concat(),
+        )
+        .await?;
+    }
+    shown(
+        kube,
+        &format!("kubectl get statefulsets,services,configmaps,poddisruptionbudgets -l {selector}"),
+        &[
+            &[
+                "get",
+                "statefulsets,services,configmaps,poddisruptionbudgets",
+                "-l",
+                &selector,
+            ],
+            &ns[..],
+        ]
+        .concat(),
+    )
+    .await?;
+    shown(
+        kube,
+        &format!("kubectl get kafkacluster {name} -o jsonpath='{{.status.topics}}'"),
+        &[
+            &[
+                "get",
+                "kafkacluster",
+                name,
+                "-o",
+                "jsonpath={.status.topics}",
+            ],
+            &ns[..],
+        ]
+        .concat(),
+    )
+    .await?;
+    shown(
+        kube,
+        "kubectl get events --field-selector involvedObject.kind=KafkaCluster",
+        &[
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.kind=KafkaCluster",
+                "-o",
+                "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message",
+            ],
+            &ns[..],
+        ]
+        .concat(),
+    )
+    .await
+}
+
+/// The example on real nodes, with the operator as the Deployment of `deploy/`.
+async fn on_node(once: bool) -> anyhow::Result<()> {
+    let root = project_root();
+    let (example_path, kc, cluster) = example()?;
+    let name = kc.name_any();
+    // The example asks a CPU per broker and every node offers this machine's CPUs: a node per
+    // broker, as a production cluster would spread them.
+    let nodes = u8::try_from(cluster.broker_count.clamp(1, i32::from(MAX_NODES)))?;
+    eprintln!(
+        "no Kubernetes cluster configured: starting a local control plane (etcd, kube-apiserver, kube-controller-manager) and {nodes} node(s) (containerd, kubelet, kube-proxy, kube-scheduler, CoreDNS); the first run builds them and the images"
+    );
+    let network = NodeNetwork::create()?;
+    let kube = LocalKube::start_with_options(KubeOptions {
+        manifests: Vec::new(),
+        address: network.gateway(),
+    })
+    .await?;
+    let node = LocalNode::start(
+        &kube,
+        network,
+        NodeOptions {
+            nodes,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let result = async {
+        let manifest = root.join("deploy/kafka-operator.yaml").display().to_string();
+        println!("$ kubectl apply --server-side -f deploy/kafka-operator.yaml");
+        print!(
+            "{}",
+            kubectl(&kube, &["apply", "--server-side", "-f", &manifest]).await?
+        );
+        kubectl(
+            &kube,
+            &[
+                "-n",
+                "kafka-operator",
+                "rollout",
+                "status",
+                "deployment/kafka-operator",
+                "--timeout=300s",
+            ],
+        )
+        .await
+        .context("the operator's Deployment did not become available")?;
+        shown(&kube, "kubectl -n kafka-operator get pods", &["-n", "kafka-operator", "get", "pods"]).await?;
+
+        if !cluster.is_kraft() {
+            let zookeeper = root.join("examples/manual-zookeeper.yaml").display().to_string();
+            println!("\n$ kubectl apply -f examples/manual-zookeeper.yaml");
+            print!("{}", kubectl(&kube, &["apply", "-n", NAMESPACE, "-f", &zookeeper]).await?);
+        }
+        println!("\n$ kubectl apply -f examples/kafka-cluster.yaml");
+        print!(
+            "{}",
+            kubectl(&kube, &["apply", "-n", NAMESPACE, "-f", &example_path.display().to_string()]).await?
+        );
+        wait_running(kube.admin_client().await?, &name, Duration::from_secs(900)).await?;
+        show_reconciled(&kube, &name, true).await?;
+        if !once {
+            println!(
+                "\nthe cluster keeps running on the local nodes; in another shell:\n  export KUBECONFIG={kubeconfig}\n  alias kubectl={kubectl}\n  kubectl get kafkacluster -A\n  kubectl exec -it {name}-0 -- kafka-console-producer --bootstrap-server {name}:9092 --topic test1\n  kubectl exec -it {name}-1 -- kafka-console-consumer --bootstrap-server {name}:9092 --topic test1 --from-beginning\n  kubectl port-forward pod/{name}-0 9092   # one broker on localhost:9092 (it advertises its pod DNS name, so a client outside the cluster reaches only that broker's metadata)\nany other example applies the same way (kubectl apply -f examples/kraft-cluster.yaml). Ctrl-C stops the nodes and removes the testbed.",
+                kubeconfig = kube.kubeconfig().display(),
+                kubectl = kubectl_path().display()
+            );
+            tokio::signal::ctrl_c().await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    node.stop().await;
+    result
+}
+
+/// The example with the operator in this process and the pods as local Kafka processes.
+async fn on_stand_in(once: bool) -> anyhow::Result<()> {
+    let root = project_root();
+    let (example_path, kc, cluster) = example()?;
+    let name = kc.name_any();
 
     eprintln!(
         "no Kubernetes cluster configured: starting a local control plane (etcd, kube-apiserver, kube-controller-manager)"
     );
     let kube = LocalKube::start().await?;
-    let kubectl = |args: &[&str]| {
-        let kube = &kube;
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        async move {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = kube.kubectl(&refs).await?;
-            if !out.status.success() {
-                bail!(
-                    "kubectl {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        }
-    };
 
     let manifest = root
         .join("deploy/kafka-operator.yaml")
@@ -60,13 +278,16 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     println!("$ kubectl apply --server-side -f deploy/kafka-operator.yaml");
     print!(
         "{}",
-        kubectl(&["apply", "--server-side", "-f", &manifest]).await?
+        kubectl(&kube, &["apply", "--server-side", "-f", &manifest]).await?
     );
-    kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/kafkaclusters.krallistic.github.com",
-    ])
+    kubectl(
+        &kube,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/kafkaclusters.krallistic.github.com",
+        ],
+    )
     .await?;
 
     // The cluster's brokers, as the pods will run them: configured by the operator's own
@@ -107,79 +328,25 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     println!("\n$ kubectl apply -f examples/kafka-cluster.yaml");
     print!(
         "{}",
-        kubectl(&[
-            "apply",
-            "-n",
-            NAMESPACE,
-            "-f",
-            &example_path.display().to_string()
-        ])
+        kubectl(
+            &kube,
+            &[
+                "apply",
+                "-n",
+                NAMESPACE,
+                "-f",
+                &example_path.display().to_string()
+            ]
+        )
         .await?
     );
     let admin = kube.admin_client().await?;
     let kubelet = LocalKubelet::start(admin.clone(), NAMESPACE, &name, kafka);
 
-    let clusters: Api<KafkaCluster> = Api::namespaced(admin, NAMESPACE);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let kc = clusters.get(&name).await?;
-        let status = kc.status.clone().unwrap_or_default();
-        let topics_ready = status.topics.len() == kc.spec.topics.len()
-            && status.topics.iter().all(|t| t.state == TopicPhase::Ready);
-        if status.phase == Some(Phase::Running) && topics_ready {
-            break;
-        }
-        if Instant::now() > deadline {
-            eprintln!("{name} is not Running with its topics after 240 s; showing it as it is");
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-
-    let selector = format!("app.kubernetes.io/instance={name}");
-    let shows: [(&str, Vec<&str>); 5] = [
-        ("kubectl get kafkacluster", vec!["get", "kafkacluster"]),
-        ("kubectl get pods", vec!["get", "pods"]),
-        (
-            "kubectl get statefulsets,services,configmaps,poddisruptionbudgets -l app.kubernetes.io/instance=test-cluster-1",
-            vec![
-                "get",
-                "statefulsets,services,configmaps,poddisruptionbudgets",
-                "-l",
-                &selector,
-            ],
-        ),
-        (
-            "kubectl get kafkacluster test-cluster-1 -o jsonpath='{.status.topics}'",
-            vec![
-                "get",
-                "kafkacluster",
-                &name,
-                "-o",
-                "jsonpath={.status.topics}",
-            ],
-        ),
-        (
-            "kubectl get events --field-selector involvedObject.kind=KafkaCluster",
-            vec![
-                "get",
-                "events",
-                "--field-selector",
-                "involvedObject.kind=KafkaCluster",
-                "-o",
-                "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message",
-            ],
-        ),
-    ];
-    for (shown, args) in shows {
-        println!("\n$ {shown}");
-        let mut args = args;
-        args.extend(["-n", NAMESPACE]);
-        let out = kubectl(&args).await.context("kubectl")?;
-        println!("{}", out.trim_end());
-    }
+    wait_running(admin, &name, Duration::from_secs(240)).await?;
+    show_reconciled(&kube, &name, false).await?;
     println!(
-        "\n(the pods' containers run as local Kafka processes: the testbed has no container runtime)"
+        "\n(the pods' containers run as local Kafka processes configured by the operator's rendering: without root this machine gets no real node)"
     );
 
     if !once {

@@ -3,6 +3,7 @@
 //! own binary is `kafka-operator` (`cargo build --release -p kafka-operator`).
 
 use clap::{Parser, Subcommand};
+use kafka_operator_testbed::local::Pods;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -17,12 +18,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the testbed, install the operator from deploy/, apply the original example and show
-    /// what the operator reconciled; then keep running until Ctrl-C.
+    /// Start the testbed (real nodes as root), install the operator from deploy/, apply the
+    /// original example and show what the operator reconciled; then keep running until Ctrl-C.
     Run {
         /// Exit after showing what was reconciled.
         #[arg(long)]
         once: bool,
+        /// Run the pods as local Kafka processes (a stand-in kubelet, the operator in this
+        /// process) even as root; without root that is what happens anyway.
+        #[arg(long, conflicts_with = "node")]
+        stand_in: bool,
+        /// Run the pods on real nodes (containerd and kubelets on this machine; needs root).
+        #[arg(long)]
+        node: bool,
     },
 }
 
@@ -36,6 +44,17 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Run { once } => kafka_operator_testbed::local::run(once).await,
+        Command::Run {
+            once,
+            stand_in,
+            node,
+        } => {
+            let pods = match (stand_in, node) {
+                (true, _) => Pods::StandIn,
+                (_, true) => Pods::Node,
+                _ => Pods::Auto,
+            };
+            kafka_operator_testbed::local::run(once, pods).await
+        }
     }
 }
