@@ -346,7 +346,7 @@ async fn on_stand_in(once: bool) -> anyhow::Result<()> {
     wait_running(admin, &name, Duration::from_secs(240)).await?;
     show_reconciled(&kube, &name, false).await?;
     println!(
-        "\n(the pods' containers run as local Kafka processes configured by the operator's rendering: without root this machine gets no real node)"
+        "\n(the pods' containers run as local Kafka processes configured by the operator's rendering, not on a real node: run as root without --stand-in for real nodes)"
     );
 
     if !once {
