@@ -10,10 +10,14 @@
 #              confluentinc/cp-kafka:<CP_ZK_TAG>: the Confluent Platform layout (tools on the PATH
 #              without .sh, jars in /usr/share/java/kafka) with the jars of KAFKA_ZK_VERSION
 #   zookeeper  zookeeper:<ZOOKEEPER_VERSION>: the official image's layout and ZOO_* variables
+#   jmx-exporter
+#              bitnamilegacy/jmx-exporter:<JMX_EXPORTER_VERSION>, the brokers' JMX exporter
+#              sidecar: Bitnami's layout (java -jar jmx_prometheus_standalone.jar in
+#              /opt/bitnami/jmx-exporter, uid 1001) around the exporter's collector from Maven
 #   operator   kafka-operator:<crate version>: `cargo build --release -p kafka-operator` on a
 #              distroless-like Debian base (libc6, libgcc-s1, CA certificates; user 65532)
-# Usage: hack/build-images.sh [pause|kafka|kafka-zookeeper-mode|kafka:VERSION|cp-kafka-zookeeper-mode|zookeeper|operator]...
-#        (default: pause, kafka, cp-kafka-zookeeper-mode, zookeeper and operator)
+# Usage: hack/build-images.sh [pause|kafka|kafka-zookeeper-mode|kafka:VERSION|cp-kafka-zookeeper-mode|zookeeper|jmx-exporter|operator]...
+#        (default: pause, kafka, cp-kafka-zookeeper-mode, zookeeper, jmx-exporter and operator)
 #        hack/build-images.sh --archive REF               prints where REF's archive is
 # The Debian root filesystems come from the machine's own apt sources (mmdebstrap, see
 # hack/node-deps.sh), each built once and shared by every image on it. Idempotent: an image
@@ -43,8 +47,8 @@ fi
 exec 9>"$images/.lock"
 flock 9
 # Work directories of a build that failed or was killed.
-trap 'rm -rf "$images"/.stage.* "$images"/.pause.* "$images"/.kafka.* "$images"/.operator.*' EXIT
-rm -rf "$images"/.stage.* "$images"/.pause.* "$images"/.kafka.* "$images"/.operator.*
+trap 'rm -rf "$images"/.stage.* "$images"/.pause.* "$images"/.kafka.* "$images"/.jmx.* "$images"/.operator.*' EXIT
+rm -rf "$images"/.stage.* "$images"/.pause.* "$images"/.kafka.* "$images"/.jmx.* "$images"/.operator.*
 
 arch=$(dpkg --print-architecture)
 operator_version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
@@ -368,6 +372,130 @@ build_zookeeper() {
   rm -rf "$work"
 }
 
+# bitnamilegacy/jmx-exporter:VERSION with the Bitnami image's layout and behaviour: its entrypoint
+# runs `java -jar jmx_prometheus_standalone.jar` in /opt/bitnami/jmx-exporter with the container's
+# arguments ([HOST:]PORT CONFIG, as the operator's sidecar passes them), as uid 1001, the JRE
+# under /opt/bitnami/java. jmx_exporter releases since 1.1.0 publish only the collector on Maven
+# Central (the standalone jar is a GitHub release asset), so the jar is put together here: the
+# collector of VERSION and the client_java HTTP server it is released with, from Maven, and our
+# own launcher of the standalone's HTTP mode (below), in one jar whose Main-Class is the launcher.
+# The scraping of JMX and the rules are the collector's own.
+build_jmx_exporter() {
+  local version=$1 metrics=$2 ref="bitnamilegacy/jmx-exporter:$1"
+  local libs="$cache/jmx-exporter/$version/lib"
+  if [[ ! -f "$libs/.complete" ]]; then
+    rm -rf "$libs"
+    mkdir -p "$libs"
+    local pom="$cache/jmx-exporter/$version/pom.xml"
+    printf '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion><groupId>kafkaoperator.testbed</groupId><artifactId>jmx-exporter-libs</artifactId><version>1</version><packaging>pom</packaging><dependencies><dependency><groupId>io.prometheus.jmx</groupId><artifactId>collector</artifactId><version>%s</version></dependency><dependency><groupId>io.prometheus</groupId><artifactId>prometheus-metrics-exporter-httpserver</artifactId><version>%s</version></dependency></dependencies></project>\n' \
+      "$version" "$metrics" >"$pom"
+    echo "fetching the JMX exporter $version collector jars" >&2
+    mvn -q -B -f "$pom" -Dmaven.repo.local="$cache/m2" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs"
+    touch "$libs/.complete"
+  fi
+  jre_base
+  local jre want
+  jre=$(jre_base_tar)
+  want="base=$(cat "$jre.stamp") libs=$(ls "$libs" | sha256sum | cut -c1-16) builder=$(sha256sum "$0" | cut -c1-16)"
+  up_to_date "$ref" "$want" && return
+
+  echo "building image $ref" >&2
+  local work
+  work=$(mktemp -d "$images/.jmx.XXXXXX")
+  local r="$work/root" classes="$work/classes" home=/opt/bitnami/jmx-exporter
+  mkdir -p "$r$home" "$r/opt/bitnami" "$classes" "$work/src"
+  # The launcher: the standalone exporter's HTTP mode, with its arguments. The configuration's
+  # `httpServer` (TLS, authentication) and `openTelemetry` sections belong to parts of the
+  # release that are not on Maven; a configuration that has them is refused rather than served
+  # without them.
+  cat >"$work/src/Standalone.java" <<'JAVA'
+package kafkaoperator.testbed.jmxexporter;
+
+import io.prometheus.jmx.BuildInfoMetrics;
+import io.prometheus.jmx.JmxCollector;
+import io.prometheus.metrics.exporter.httpserver.HTTPServer;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import java.io.File;
+import java.io.FileInputStream;
+import java.io.InputStream;
+import java.net.InetAddress;
+import java.util.Map;
+import org.yaml.snakeyaml.Yaml;
+
+/** java -jar jmx_prometheus_standalone.jar [HOSTNAME:]PORT CONFIG: /metrics on PORT. */
+public final class Standalone {
+    private Standalone() {}
+
+    public static void main(String[] args) throws Exception {
+        if (args.length != 2) {
+            System.err.println(
+                    "usage: java -jar jmx_prometheus_standalone.jar [HOSTNAME:]<PORT> <YAML configuration file>");
+            System.exit(1);
+        }
+        String host = "0.0.0.0";
+        String port = args[0];
+        int colon = port.lastIndexOf(':');
+        if (colon >= 0) {
+            host = port.substring(0, colon);
+            port = port.substring(colon + 1);
+        }
+        File config = new File(args[1]);
+        try (InputStream in = new FileInputStream(config)) {
+            Object yaml = new Yaml().load(in);
+            if (yaml instanceof Map) {
+                for (String section : new String[] {"httpServer", "openTelemetry"}) {
+                    if (((Map<?, ?>) yaml).containsKey(section)) {
+                        System.err.println(
+                                config + ": `" + section + "` is not supported by this build of the exporter");
+                        System.exit(1);
+                    }
+                }
+            }
+        }
+        PrometheusRegistry registry = PrometheusRegistry.defaultRegistry;
+        new BuildInfoMetrics().register(registry);
+        new JmxCollector(config, JmxCollector.Mode.STANDALONE).register(registry);
+        HTTPServer.builder()
+                .inetAddress(InetAddress.getByName(host))
+                .port(Integer.parseInt(port))
+                .registry(registry)
+                .buildAndStart();
+        System.out.println("JMX exporter serving /metrics on " + host + ":" + port + " from " + config);
+        Thread.currentThread().join();
+    }
+}
+JAVA
+  # One jar, as the release's is shaded: the libraries' classes (their manifests and snakeyaml's
+  # Java 9 module descriptor dropped; no other path is in two of them) and the launcher.
+  local jar
+  for jar in "$libs"/*.jar; do unzip -q -o "$jar" -d "$classes"; done
+  rm -f "$classes/META-INF/MANIFEST.MF"
+  find "$classes" -name module-info.class -delete
+  javac --release 17 -nowarn -cp "$classes" -d "$classes" "$work/src/Standalone.java"
+  # The release's title and version, which jmx_exporter_build_info reports.
+  printf 'Implementation-Title: jmx_prometheus_standalone\nImplementation-Version: %s\n' "$version" >"$work/manifest"
+  jar --create --file "$r$home/jmx_prometheus_standalone.jar" --date=1980-01-02T00:00:00Z \
+    --manifest "$work/manifest" --main-class kafkaoperator.testbed.jmxexporter.Standalone -C "$classes" .
+  chmod 0644 "$r$home/jmx_prometheus_standalone.jar"
+  # Bitnami's JRE is /opt/bitnami/java; here it is the base's, under that name too.
+  ln -s "$(jre_home)" "$r/opt/bitnami/java"
+  # `java -jar` finds the launcher by the manifest's Main-Class, with every class it needs in
+  # the jar: without arguments it prints its usage.
+  local usage
+  usage=$(java -jar "$r$home/jmx_prometheus_standalone.jar" 2>&1 || true)
+  if ! grep -q '^usage: java -jar jmx_prometheus_standalone.jar' <<<"$usage"; then
+    echo "java -jar jmx_prometheus_standalone.jar does not start the launcher: $usage" >&2
+    exit 1
+  fi
+
+  layer_of "$r" "$work/layer.tar"
+  docker_archive "$ref" "$(printf '{"User":"1001","WorkingDir":"%s","Env":["PATH=/opt/bitnami/java/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=/opt/bitnami/java","APP_VERSION=%s","BITNAMI_APP_NAME=jmx-exporter"],"Entrypoint":["java","-jar","jmx_prometheus_standalone.jar"],"ExposedPorts":{"5556/tcp":{}}}' "$home" "$version")" \
+    "$jre" "$work/layer.tar"
+  stamp "$ref" "$want"
+  rm -rf "$work"
+}
+
 # The base of the operator's image: what a distroless "cc" image holds (the C runtime and CA
 # certificates), extracted without a shell or package manager, and zlib, which the operator's
 # binary links (librdkafka's compression; distroless's cc-debian12 carries it too). Its users and CA bundle come with the operator's layer.
@@ -415,7 +543,7 @@ build_operator() {
 }
 
 wanted=("$@")
-((${#wanted[@]} > 0)) || wanted=(pause kafka cp-kafka-zookeeper-mode zookeeper operator)
+((${#wanted[@]} > 0)) || wanted=(pause kafka cp-kafka-zookeeper-mode zookeeper jmx-exporter operator)
 for image in "${wanted[@]}"; do
   case "$image" in
     pause) build_pause ;;
@@ -427,9 +555,11 @@ for image in "${wanted[@]}"; do
     # CONFLUENT_ZOOKEEPER_MODE_TAG), on the Kafka line of that release.
     cp-kafka-zookeeper-mode) build_cp_kafka "$CP_ZK_TAG" "$KAFKA_ZK_VERSION" ;;
     zookeeper) build_zookeeper "$ZOOKEEPER_VERSION" ;;
+    # The brokers' JMX exporter sidecar (the operator's DEFAULT_JMX_EXPORTER_IMAGE).
+    jmx-exporter) build_jmx_exporter "$JMX_EXPORTER_VERSION" "$JMX_EXPORTER_METRICS_VERSION" ;;
     operator) build_operator ;;
     *)
-      echo "unknown image $image (known: pause, kafka, kafka-zookeeper-mode, kafka:VERSION, cp-kafka-zookeeper-mode, zookeeper, operator)" >&2
+      echo "unknown image $image (known: pause, kafka, kafka-zookeeper-mode, kafka:VERSION, cp-kafka-zookeeper-mode, zookeeper, jmx-exporter, operator)" >&2
       exit 1
       ;;
   esac

@@ -9,6 +9,11 @@ ZOOKEEPER_VERSION=3.8.4
 # What an unpinned confluentinc/cp-kafka runs in ZooKeeper mode: the last Confluent Platform
 # release with ZooKeeper (CONFLUENT_ZOOKEEPER_MODE_TAG in src/api/validate.rs).
 CP_ZK_TAG=7.9.11
+# The JMX exporter sidecar's image, bitnamilegacy/jmx-exporter:<JMX_EXPORTER_VERSION>
+# (DEFAULT_JMX_EXPORTER_IMAGE in src/api/validate.rs), and the client_java release that
+# jmx_exporter release builds on (its parent pom's prometheus.metrics.version).
+JMX_EXPORTER_VERSION=1.1.0
+JMX_EXPORTER_METRICS_VERSION=1.3.4
 # The node's cluster DNS (hack/build-coredns.sh).
 COREDNS_VERSION=v1.15.0
 # The Debian release the images' root filesystems come from (from the machine's own apt

@@ -1542,14 +1542,19 @@ pub fn image_archive(reference: &str) -> PathBuf {
 
 /// The references of the images every node imports: the sandbox, the default Kafka image, the
 /// images the original example and `examples/manual-zookeeper.yaml` run (an unpinned
-/// `confluentinc/cp-kafka` in ZooKeeper mode runs the last Confluent release with ZooKeeper)
-/// and the operator's (the one `deploy/` names).
+/// `confluentinc/cp-kafka` in ZooKeeper mode runs the last Confluent release with ZooKeeper),
+/// the JMX exporter sidecar of a cluster with `jmxSidecar: true` and the operator's (the one
+/// `deploy/` names).
 pub fn default_images() -> anyhow::Result<Vec<String>> {
     Ok(vec![
         pinned_version("PAUSE_IMAGE")?,
         format!("apache/kafka:{}", pinned_version("KAFKA_VERSION")?),
         format!("confluentinc/cp-kafka:{}", pinned_version("CP_ZK_TAG")?),
         format!("zookeeper:{}", pinned_version("ZOOKEEPER_VERSION")?),
+        format!(
+            "bitnamilegacy/jmx-exporter:{}",
+            pinned_version("JMX_EXPORTER_VERSION")?
+        ),
         format!("kafka-operator:{}", env!("CARGO_PKG_VERSION")),
     ])
 }

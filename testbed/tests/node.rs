@@ -1,17 +1,27 @@
 //! The testbed's real node: containerd, the kubelet, kube-proxy, kube-scheduler and CoreDNS on
 //! this machine, pods from the images `hack/build-images.sh` built. One control plane and one
 //! node for all tests of this file (started on first use, torn down when the binary exits);
-//! each test works in a namespace of its own. The operator's Deployment and KafkaClusters on
-//! the node are in `nodes.rs` and `e2e_node.rs`.
+//! each test works in a namespace of its own. The operator's Deployment runs one small
+//! KafkaCluster here, to read its JMX exporter sidecar; its larger clusters on the node are in
+//! `nodes.rs` and `e2e_node.rs`.
 //!
 //! Needs root (the node makes a bridge, network namespaces, mounts and iptables rules).
 
 #[path = "support/node.rs"]
 mod node_support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use node_support::{eventually, kubectl, namespace, restricted_pod, testbed, wait_pod_ready};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+
+use kafka_operator::api::validate::DEFAULT_JMX_EXPORTER_IMAGE;
+use kafka_operator::resources::names::{CONFIG_DIR, METRICS_PORT};
+
+use node_support::{
+    cluster_running, eventually, kubectl, namespace, operator_pods_ready, restricted_pod, testbed,
+    wait_pod_ready,
+};
 
 #[tokio::test]
 async fn a_restricted_pod_runs_ready_and_resolves_cluster_dns() {
@@ -296,4 +306,191 @@ async fn a_claim_keeps_its_data_when_its_pod_is_deleted_and_made_again() {
     .await;
     assert!(ok, "the next pod found nothing on the claim: {err}");
     assert_eq!(found, "kept\n");
+}
+
+/// One broker and one controller sized for two cores, with the JMX exporter sidecar and a topic
+/// of 3 partitions, all on the broker.
+const METERED_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
+kind: KafkaCluster
+metadata:
+  name: metered
+spec:
+  brokerCount: 1
+  jmxSidecar: true
+  resources:
+    cpu: 100m
+    memory: 1Gi
+    diskSpace: 1Gi
+  controllers:
+    replicas: 1
+    resources:
+      cpu: 100m
+      memory: 768Mi
+      diskSpace: 1Gi
+  kafkaOptions:
+    minInsyncReplicas: 1
+    autoCreateTopics: false
+    numNetworkThreads: 2
+    numIoThreads: 2
+  topics:
+    - name: metered
+      partitions: 3
+      replicationFactor: 1
+"#;
+
+/// The value of the sample `name` (without labels) in a Prometheus text exposition.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// `GET /metrics` on this machine's `port`: the whole answer, headers and body.
+async fn get_metrics(port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    Some(answer)
+}
+
+#[tokio::test]
+async fn the_jmx_exporter_sidecar_serves_the_brokers_metrics() {
+    let ns = "node-jmx";
+    let client = namespace(ns).await;
+    operator_pods_ready(&client, 1).await;
+    let (ok, _, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(METERED_CLUSTER)).await;
+    assert!(ok, "{err}");
+    cluster_running(&client, ns, "metered", 1, Duration::from_secs(600))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Both containers of the broker pod are ready: the broker and the exporter beside it (its
+    // readiness probe is its metrics port).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = pods.get("metered-0").await.expect("broker pod");
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let mut containers: Vec<(String, String, bool)> = statuses
+        .iter()
+        .map(|c| (c.name.clone(), c.image.clone(), c.ready))
+        .collect();
+    containers.sort();
+    assert_eq!(
+        containers
+            .iter()
+            .map(|(name, _, ready)| (name.as_str(), *ready))
+            .collect::<Vec<_>>(),
+        [("jmx-exporter", true), ("kafka", true)],
+        "the broker pod's containers: {containers:?}"
+    );
+    assert!(
+        containers[0].1.ends_with(DEFAULT_JMX_EXPORTER_IMAGE),
+        "the sidecar runs {}",
+        containers[0].1
+    );
+
+    // The sidecar's metrics port through `kubectl port-forward`, from this machine: the broker's
+    // own MBeans through the exporter's JMX connection on the pod's loopback, named by the
+    // operator's rules. The topic's 3 partitions are the broker's, each led by it (ReplicaManager's
+    // gauges), once the operator has created the topic.
+    let port = kafka_operator_testbed::process::free_port().expect("free port");
+    let mut forward = tokio::process::Command::new(kafka_operator_testbed::kube::kubectl_path())
+        .arg(format!(
+            "--kubeconfig={}",
+            testbed().kube.kubeconfig().display()
+        ))
+        .args([
+            "port-forward",
+            "-n",
+            ns,
+            "pod/metered-0",
+            &format!("{port}:{METRICS_PORT}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl port-forward");
+    let started = Instant::now();
+    // Each answer is a scrape of every MBean of the broker over RMI: 20 to 50 s on two busy
+    // cores (jmx_scrape_duration_seconds reports the previous one's).
+    let deadline = started + Duration::from_secs(240);
+    let mut last = String::new();
+    let mut first_answer = None;
+    let metrics = loop {
+        if let Some(answer) = get_metrics(port).await {
+            first_answer.get_or_insert_with(|| started.elapsed());
+            let scraped = sample(&answer, "jmx_scrape_error") == Some(0.0);
+            let partitions = sample(&answer, "kafka_server_replicamanager_partitioncount");
+            let leaders = sample(&answer, "kafka_server_replicamanager_leadercount");
+            if scraped && partitions == Some(3.0) && leaders == Some(3.0) {
+                break answer;
+            }
+            last = answer;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "no broker metrics with the topic's 3 partitions after 240 s; last answer:\n{last}"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let _ = forward.kill().await;
+    eprintln!(
+        "the sidecar's broker metrics after {:?} (its first answer after {first_answer:?}):\n{}",
+        started.elapsed(),
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("kafka_server_replicamanager_")
+                || l.starts_with("jmx_scrape_")
+                || l.starts_with("jmx_exporter_build_info"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("kafka_server_brokertopicmetrics_")),
+        "no BrokerTopicMetrics in the sidecar's metrics:\n{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "jmx_exporter_build_info{{name=\"jmx_prometheus_standalone\",version=\"{}\"}} 1",
+            DEFAULT_JMX_EXPORTER_IMAGE
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+        )),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "kafka_server_replicamanager_underreplicatedpartitions"
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+
+    let (ok, logs, err) =
+        kubectl(&["logs", "-n", ns, "metered-0", "-c", "jmx-exporter"], None).await;
+    assert!(ok, "{err}");
+    assert!(
+        logs.contains(&format!(
+            "on 0.0.0.0:{METRICS_PORT} from {CONFIG_DIR}/jmx-exporter.yaml"
+        )),
+        "the sidecar's log: {logs}"
+    );
 }
