@@ -193,16 +193,44 @@ kafka_tools=(
   "kafka-consumer-perf-test org.apache.kafka.tools.ConsumerPerformance kafka.tools.ConsumerPerformance"
 )
 
-# The appuser of the official images (uid 1000, in a group of its own), added to the users of
-# the JRE base: kafka_user ROOT JRE_TAR
-kafka_user() {
-  local r=$1 jre=$2
+# The image's user (uid 1000, in a group of its own, as the official images have it: appuser for
+# Kafka, zookeeper for ZooKeeper), added to the users of the JRE base: image_user ROOT JRE_TAR NAME
+image_user() {
+  local r=$1 jre=$2 name=$3
   mkdir -p "$r/etc"
   tar -xOf "$jre" ./etc/passwd >"$r/etc/passwd"
   tar -xOf "$jre" ./etc/group >"$r/etc/group"
-  echo "appuser:x:1000:1000::/home/appuser:/bin/bash" >>"$r/etc/passwd"
-  echo "appuser:x:1000:" >>"$r/etc/group"
+  echo "$name:x:1000:1000::/home/$name:/bin/bash" >>"$r/etc/passwd"
+  echo "$name:x:1000:" >>"$r/etc/group"
   chmod 0644 "$r/etc/passwd" "$r/etc/group"
+}
+
+# The jars of Maven dependencies, fetched once into LIBS with everything they need at run time:
+# maven_libs LIBS WHAT DEPENDENCIES_XML [PARENT_XML] (a parent pom supplies the versions left out).
+maven_libs() {
+  local libs=$1 what=$2 dependencies=$3 parent=${4:-}
+  [[ -f "$libs/.complete" ]] && return
+  rm -rf "$libs"
+  mkdir -p "$libs"
+  local pom="$libs/../pom.xml"
+  printf '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion><groupId>kafkaoperator.testbed</groupId><artifactId>libs</artifactId><version>1</version><packaging>pom</packaging>%s<dependencies>%s</dependencies></project>\n' \
+    "$parent" "$dependencies" >"$pom"
+  echo "fetching the $what jars" >&2
+  mvn -q -B -f "$pom" -Dmaven.repo.local="$cache/m2" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs"
+  touch "$libs/.complete"
+}
+dependency() { printf '<dependency><groupId>%s</groupId><artifactId>%s</artifactId>%s</dependency>' "$1" "$2" "${3:+<version>$3</version>}"; }
+
+# The end of every image's build: its root filesystem WORK/root as one layer over BASE_TAR, the
+# archive with CONFIG_JSON, the stamp of its inputs WANT; the work directory removed:
+# finish_image REF WANT WORK BASE_TAR CONFIG_JSON
+finish_image() {
+  local ref=$1 want=$2 work=$3 base_tar=$4 config=$5
+  layer_of "$work/root" "$work/layer.tar"
+  docker_archive "$ref" "$config" "$base_tar" "$work/layer.tar"
+  stamp "$ref" "$want"
+  rm -rf "$work"
 }
 
 # One script per tool, running the class this Kafka version has:
@@ -251,7 +279,7 @@ build_kafka() {
   work=$(mktemp -d "$images/.kafka.XXXXXX")
   local r="$work/root"
   mkdir -p "$r"
-  kafka_user "$r" "$jre"
+  image_user "$r" "$jre" appuser
   install -d -o 1000 -g 1000 "$r/opt/kafka" "$r/opt/kafka/bin" "$r/opt/kafka/config" \
     "$r/opt/kafka/libs" "$r/home/appuser" "$r/mnt/shared/config" "$r/usr/logs"
   install -d -o 1000 -g 0 -m 0775 "$r/var/lib/kafka" "$r/var/lib/kafka/data" "$r/etc/kafka" \
@@ -265,11 +293,7 @@ build_kafka() {
   chmod 0755 "$r/opt/kafka/bin/"* "$r/etc/kafka/docker/run"
   chmod -R a+rX "$r/opt/kafka"
 
-  layer_of "$r" "$work/layer.tar"
-  docker_archive "$ref" "$(printf '{"User":"appuser","WorkingDir":"/","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=%s","KAFKA_VERSION=%s"],"Cmd":["/etc/kafka/docker/run"],"ExposedPorts":{"9092/tcp":{}},"Volumes":{"/etc/kafka/secrets":{},"/var/lib/kafka/data":{},"/mnt/shared/config":{}}}' "$(jre_home)" "$version")" \
-    "$jre" "$work/layer.tar"
-  stamp "$ref" "$want"
-  rm -rf "$work"
+  finish_image "$ref" "$want" "$work" "$jre" "$(printf '{"User":"appuser","WorkingDir":"/","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=%s","KAFKA_VERSION=%s"],"Cmd":["/etc/kafka/docker/run"],"ExposedPorts":{"9092/tcp":{}},"Volumes":{"/etc/kafka/secrets":{},"/var/lib/kafka/data":{},"/mnt/shared/config":{}}}' "$(jre_home)" "$version")"
 }
 
 # confluentinc/cp-kafka:TAG with the Confluent Platform layout: the tools on the PATH without
@@ -291,7 +315,7 @@ build_cp_kafka() {
   work=$(mktemp -d "$images/.kafka.XXXXXX")
   local r="$work/root"
   mkdir -p "$r"
-  kafka_user "$r" "$jre"
+  image_user "$r" "$jre" appuser
   install -d "$r/usr/bin" "$r/usr/share/java/kafka" "$r/etc/confluent/docker"
   install -d -o 1000 -g 1000 "$r/home/appuser" "$r/etc/kafka" "$r/var/log/kafka" \
     "$r/var/lib/kafka" "$r/var/lib/kafka/data" "$r/etc/kafka/secrets"
@@ -309,11 +333,7 @@ build_cp_kafka() {
   chmod 0755 "$r/usr/bin/"* "$r/etc/confluent/docker/run"
   chmod -R a+rX "$r/usr/share/java/kafka" "$r/etc/kafka"
 
-  layer_of "$r" "$work/layer.tar"
-  docker_archive "$ref" "$(printf '{"User":"appuser","WorkingDir":"/home/appuser","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=%s","COMPONENT=kafka"],"Cmd":["/etc/confluent/docker/run"],"ExposedPorts":{"9092/tcp":{}},"Volumes":{"/etc/kafka/secrets":{},"/var/lib/kafka/data":{}}}' "$(jre_home)")" \
-    "$jre" "$work/layer.tar"
-  stamp "$ref" "$want"
-  rm -rf "$work"
+  finish_image "$ref" "$want" "$work" "$jre" "$(printf '{"User":"appuser","WorkingDir":"/home/appuser","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=%s","COMPONENT=kafka"],"Cmd":["/etc/confluent/docker/run"],"ExposedPorts":{"9092/tcp":{}},"Volumes":{"/etc/kafka/secrets":{},"/var/lib/kafka/data":{}}}' "$(jre_home)")"
 }
 
 # zookeeper:VERSION with the official image's layout: ZooKeeper under
@@ -322,25 +342,18 @@ build_cp_kafka() {
 # zookeeper (uid 1000). The jars come from Maven (the server and what it needs at run time).
 build_zookeeper() {
   local version=$1 ref="zookeeper:$1"
-  local libs="$cache/zookeeper/$version/lib"
-  if [[ ! -f "$libs/.complete" ]]; then
-    mkdir -p "$libs"
-    local pom="$cache/zookeeper/$version/pom.xml" optional="" dep
-    # What the server loads at run time that its pom marks "provided" (the release tarball's
-    # lib/ ships them): metrics, snappy, the admin server's Jetty and Jackson, the CLI's parsers.
-    # Versions come from ZooKeeper's own parent pom.
-    for dep in io.dropwizard.metrics:metrics-core org.xerial.snappy:snappy-java \
-      org.eclipse.jetty:jetty-server org.eclipse.jetty:jetty-servlet org.eclipse.jetty:jetty-client \
-      com.fasterxml.jackson.core:jackson-databind commons-cli:commons-cli jline:jline; do
-      optional+="<dependency><groupId>${dep%%:*}</groupId><artifactId>${dep#*:}</artifactId></dependency>"
-    done
-    printf '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion><groupId>kafkaoperator.testbed</groupId><artifactId>zookeeper-libs</artifactId><version>1</version><packaging>pom</packaging><parent><groupId>org.apache.zookeeper</groupId><artifactId>parent</artifactId><version>%s</version><relativePath/></parent><dependencies><dependency><groupId>org.apache.zookeeper</groupId><artifactId>zookeeper</artifactId><version>%s</version></dependency>%s</dependencies></project>\n' \
-      "$version" "$version" "$optional" >"$pom"
-    echo "fetching ZooKeeper $version jars" >&2
-    mvn -q -B -f "$pom" -Dmaven.repo.local="$cache/m2" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs"
-    touch "$libs/.complete"
-  fi
+  local libs="$cache/zookeeper/$version/lib" dependencies dep
+  # The server, and what it loads at run time that its pom marks "provided" (the release
+  # tarball's lib/ ships them): metrics, snappy, the admin server's Jetty and Jackson, the CLI's
+  # parsers. Versions come from ZooKeeper's own parent pom.
+  dependencies=$(dependency org.apache.zookeeper zookeeper "$version")
+  for dep in io.dropwizard.metrics:metrics-core org.xerial.snappy:snappy-java \
+    org.eclipse.jetty:jetty-server org.eclipse.jetty:jetty-servlet org.eclipse.jetty:jetty-client \
+    com.fasterxml.jackson.core:jackson-databind commons-cli:commons-cli jline:jline; do
+    dependencies+=$(dependency "${dep%%:*}" "${dep#*:}")
+  done
+  maven_libs "$libs" "ZooKeeper $version" "$dependencies" \
+    "$(printf '<parent><groupId>org.apache.zookeeper</groupId><artifactId>parent</artifactId><version>%s</version><relativePath/></parent>' "$version")"
   jre_base
   local jre want
   jre=$(jre_base_tar)
@@ -351,12 +364,7 @@ build_zookeeper() {
   local work
   work=$(mktemp -d "$images/.kafka.XXXXXX")
   local r="$work/root" dist="apache-zookeeper-$version-bin"
-  mkdir -p "$r/etc"
-  tar -xOf "$jre" ./etc/passwd >"$r/etc/passwd"
-  tar -xOf "$jre" ./etc/group >"$r/etc/group"
-  echo "zookeeper:x:1000:1000::/home/zookeeper:/bin/bash" >>"$r/etc/passwd"
-  echo "zookeeper:x:1000:" >>"$r/etc/group"
-  chmod 0644 "$r/etc/passwd" "$r/etc/group"
+  image_user "$r" "$jre" zookeeper
   install -d "$r/$dist/bin" "$r/$dist/lib"
   install -d -o 1000 -g 1000 "$r/conf" "$r/data" "$r/datalog" "$r/logs" "$r/home/zookeeper"
   cp "$libs"/*.jar "$r/$dist/lib/"
@@ -365,11 +373,7 @@ build_zookeeper() {
   install -m 0644 -o 1000 -g 1000 "$root/hack/images/zookeeper/logback.xml" "$r/conf/logback.xml"
   chmod -R a+rX "$r/$dist"
 
-  layer_of "$r" "$work/layer.tar"
-  docker_archive "$ref" "$(printf '{"User":"zookeeper","WorkingDir":"/%s","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/%s/bin","JAVA_HOME=%s","ZOO_CONF_DIR=/conf","ZOO_DATA_DIR=/data","ZOO_DATA_LOG_DIR=/datalog","ZOO_LOG_DIR=/logs","ZOO_TICK_TIME=2000","ZOO_INIT_LIMIT=5","ZOO_SYNC_LIMIT=2","ZOO_AUTOPURGE_PURGEINTERVAL=0","ZOO_AUTOPURGE_SNAPRETAINCOUNT=3","ZOO_MAX_CLIENT_CNXNS=60","ZOO_STANDALONE_ENABLED=true","ZOO_ADMINSERVER_ENABLED=true","ZOOCFGDIR=/conf"],"Entrypoint":["/docker-entrypoint.sh"],"Cmd":["zkServer.sh","start-foreground"],"ExposedPorts":{"2181/tcp":{},"2888/tcp":{},"3888/tcp":{},"8080/tcp":{}},"Volumes":{"/data":{},"/datalog":{},"/logs":{}}}' "$dist" "$dist" "$(jre_home)")" \
-    "$jre" "$work/layer.tar"
-  stamp "$ref" "$want"
-  rm -rf "$work"
+  finish_image "$ref" "$want" "$work" "$jre" "$(printf '{"User":"zookeeper","WorkingDir":"/%s","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/%s/bin","JAVA_HOME=%s","ZOO_CONF_DIR=/conf","ZOO_DATA_DIR=/data","ZOO_DATA_LOG_DIR=/datalog","ZOO_LOG_DIR=/logs","ZOO_TICK_TIME=2000","ZOO_INIT_LIMIT=5","ZOO_SYNC_LIMIT=2","ZOO_AUTOPURGE_PURGEINTERVAL=0","ZOO_AUTOPURGE_SNAPRETAINCOUNT=3","ZOO_MAX_CLIENT_CNXNS=60","ZOO_STANDALONE_ENABLED=true","ZOO_ADMINSERVER_ENABLED=true","ZOOCFGDIR=/conf"],"Entrypoint":["/docker-entrypoint.sh"],"Cmd":["zkServer.sh","start-foreground"],"ExposedPorts":{"2181/tcp":{},"2888/tcp":{},"3888/tcp":{},"8080/tcp":{}},"Volumes":{"/data":{},"/datalog":{},"/logs":{}}}' "$dist" "$dist" "$(jre_home)")"
 }
 
 # bitnamilegacy/jmx-exporter:VERSION with the Bitnami image's layout and behaviour: its entrypoint
@@ -383,17 +387,8 @@ build_zookeeper() {
 build_jmx_exporter() {
   local version=$1 metrics=$2 ref="bitnamilegacy/jmx-exporter:$1"
   local libs="$cache/jmx-exporter/$version/lib"
-  if [[ ! -f "$libs/.complete" ]]; then
-    rm -rf "$libs"
-    mkdir -p "$libs"
-    local pom="$cache/jmx-exporter/$version/pom.xml"
-    printf '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion><groupId>kafkaoperator.testbed</groupId><artifactId>jmx-exporter-libs</artifactId><version>1</version><packaging>pom</packaging><dependencies><dependency><groupId>io.prometheus.jmx</groupId><artifactId>collector</artifactId><version>%s</version></dependency><dependency><groupId>io.prometheus</groupId><artifactId>prometheus-metrics-exporter-httpserver</artifactId><version>%s</version></dependency></dependencies></project>\n' \
-      "$version" "$metrics" >"$pom"
-    echo "fetching the JMX exporter $version collector jars" >&2
-    mvn -q -B -f "$pom" -Dmaven.repo.local="$cache/m2" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs"
-    touch "$libs/.complete"
-  fi
+  maven_libs "$libs" "JMX exporter $version collector" \
+    "$(dependency io.prometheus.jmx collector "$version")$(dependency io.prometheus prometheus-metrics-exporter-httpserver "$metrics")"
   jre_base
   local jre want
   jre=$(jre_base_tar)
@@ -489,11 +484,7 @@ JAVA
     exit 1
   fi
 
-  layer_of "$r" "$work/layer.tar"
-  docker_archive "$ref" "$(printf '{"User":"1001","WorkingDir":"%s","Env":["PATH=/opt/bitnami/java/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=/opt/bitnami/java","APP_VERSION=%s","BITNAMI_APP_NAME=jmx-exporter"],"Entrypoint":["java","-jar","jmx_prometheus_standalone.jar"],"ExposedPorts":{"5556/tcp":{}}}' "$home" "$version")" \
-    "$jre" "$work/layer.tar"
-  stamp "$ref" "$want"
-  rm -rf "$work"
+  finish_image "$ref" "$want" "$work" "$jre" "$(printf '{"User":"1001","WorkingDir":"%s","Env":["PATH=/opt/bitnami/java/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","JAVA_HOME=/opt/bitnami/java","APP_VERSION=%s","BITNAMI_APP_NAME=jmx-exporter"],"Entrypoint":["java","-jar","jmx_prometheus_standalone.jar"],"ExposedPorts":{"5556/tcp":{}}}' "$home" "$version")"
 }
 
 # The base of the operator's image: what a distroless "cc" image holds (the C runtime and CA
@@ -535,11 +526,7 @@ build_operator() {
   chmod 1777 "$r/tmp"
   chmod 0700 "$r/root"
   chown 65532:65532 "$r/home/nonroot"
-  layer_of "$work/root" "$work/layer.tar"
-  docker_archive "$ref" '{"User":"65532:65532","WorkingDir":"/home/nonroot","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"],"Entrypoint":["/usr/local/bin/kafka-operator"],"Cmd":["run","--metrics-addr","0.0.0.0:8080"]}' \
-    "$cc" "$work/layer.tar"
-  stamp "$ref" "$want"
-  rm -rf "$work"
+  finish_image "$ref" "$want" "$work" "$cc" '{"User":"65532:65532","WorkingDir":"/home/nonroot","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"],"Entrypoint":["/usr/local/bin/kafka-operator"],"Cmd":["run","--metrics-addr","0.0.0.0:8080"]}'
 }
 
 wanted=("$@")

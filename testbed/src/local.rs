@@ -13,15 +13,17 @@ use anyhow::{Context as _, bail};
 use kube::{Api, Client, ResourceExt};
 
 use crate::kafka::{LocalKafka, LocalKafkaOptions, zookeeper_mode_version};
-use crate::kube::{KubeOptions, LocalKube, kubectl_path};
+use crate::kube::{LocalKube, kubectl_path};
 use crate::kubelet::LocalKubelet;
-use crate::node::{LocalNode, MAX_NODES, NodeNetwork, NodeOptions};
+use crate::node::{LocalNode, MAX_NODES, NodeOptions};
 use crate::process::project_root;
 use kafka_operator::api::{KafkaCluster, Phase, TopicPhase, validate};
 use kafka_operator::controller::{self, Settings};
 use kafka_operator::metrics::Metrics;
 
 const NAMESPACE: &str = "default";
+/// The original project's example, which the local mode plays.
+const EXAMPLE: &str = "examples/kafka-cluster.yaml";
 
 /// Where the local cluster's pods run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,19 +53,15 @@ pub async fn run(once: bool, pods: Pods) -> anyhow::Result<()> {
 }
 
 /// The original example, as the operator validates it.
-fn example() -> anyhow::Result<(
-    std::path::PathBuf,
-    KafkaCluster,
-    kafka_operator::api::Cluster,
-)> {
-    let path = project_root().join("examples/kafka-cluster.yaml");
+fn example() -> anyhow::Result<(KafkaCluster, kafka_operator::api::Cluster)> {
+    let path = project_root().join(EXAMPLE);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut kc: KafkaCluster =
         serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     kc.metadata.namespace = Some(NAMESPACE.into());
     let cluster = validate(&kc).map_err(|e| anyhow::anyhow!("the example is invalid: {e}"))?;
-    Ok((path, kc, cluster))
+    Ok((kc, cluster))
 }
 
 /// Runs kubectl against `kube`; its output, or an error with what it printed.
@@ -80,6 +78,24 @@ async fn kubectl(kube: &LocalKube, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Prints a command as a user would type it, then runs it.
+/// `kubectl apply -f FILE` (FILE relative to the project's root) as a user would type it, with
+/// what kubectl answers: the operator's bundle server-side, an example into the namespace of the
+/// local mode.
+async fn apply_shown(kube: &LocalKube, file: &str, server_side: bool) -> anyhow::Result<()> {
+    let path = project_root().join(file).display().to_string();
+    let (flag, args) = if server_side {
+        (
+            "--server-side ",
+            vec!["apply", "--server-side", "-f", &path],
+        )
+    } else {
+        ("", vec!["apply", "-n", NAMESPACE, "-f", &path])
+    };
+    println!("\n$ kubectl apply {flag}-f {file}");
+    print!("{}", kubectl(kube, &args).await?);
+    Ok(())
+}
+
 async fn shown(kube: &LocalKube, shown: &str, args: &[&str]) -> anyhow::Result<()> {
     println!("\n$ {shown}");
     let out = kubectl(kube, args).await?;
@@ -187,8 +203,7 @@ async fn show_reconciled(kube: &LocalKube, name: &str, wide: bool) -> anyhow::Re
 
 /// The example on real nodes, with the operator as the Deployment of `deploy/`.
 async fn on_node(once: bool) -> anyhow::Result<()> {
-    let root = project_root();
-    let (example_path, kc, cluster) = example()?;
+    let (kc, cluster) = example()?;
     let name = kc.name_any();
     // The example asks a CPU per broker and every node offers this machine's CPUs: a node per
     // broker, as a production cluster would spread them.
@@ -196,15 +211,8 @@ async fn on_node(once: bool) -> anyhow::Result<()> {
     eprintln!(
         "no Kubernetes cluster configured: starting a local control plane (etcd, kube-apiserver, kube-controller-manager) and {nodes} node(s) (containerd, kubelet, kube-proxy, kube-scheduler, CoreDNS); the first run builds them and the images"
     );
-    let network = NodeNetwork::create()?;
-    let kube = LocalKube::start_with_options(KubeOptions {
-        manifests: Vec::new(),
-        address: network.gateway(),
-    })
-    .await?;
-    let node = LocalNode::start(
-        &kube,
-        network,
+    let (kube, node) = LocalNode::start_with_control_plane(
+        Vec::new(),
         NodeOptions {
             nodes,
             ..Default::default()
@@ -212,12 +220,7 @@ async fn on_node(once: bool) -> anyhow::Result<()> {
     )
     .await?;
     let result = async {
-        let manifest = root.join("deploy/kafka-operator.yaml").display().to_string();
-        println!("$ kubectl apply --server-side -f deploy/kafka-operator.yaml");
-        print!(
-            "{}",
-            kubectl(&kube, &["apply", "--server-side", "-f", &manifest]).await?
-        );
+        apply_shown(&kube, "deploy/kafka-operator.yaml", true).await?;
         kubectl(
             &kube,
             &[
@@ -234,15 +237,9 @@ async fn on_node(once: bool) -> anyhow::Result<()> {
         shown(&kube, "kubectl -n kafka-operator get pods", &["-n", "kafka-operator", "get", "pods"]).await?;
 
         if !cluster.is_kraft() {
-            let zookeeper = root.join("examples/manual-zookeeper.yaml").display().to_string();
-            println!("\n$ kubectl apply -f examples/manual-zookeeper.yaml");
-            print!("{}", kubectl(&kube, &["apply", "-n", NAMESPACE, "-f", &zookeeper]).await?);
+            apply_shown(&kube, "examples/manual-zookeeper.yaml", false).await?;
         }
-        println!("\n$ kubectl apply -f examples/kafka-cluster.yaml");
-        print!(
-            "{}",
-            kubectl(&kube, &["apply", "-n", NAMESPACE, "-f", &example_path.display().to_string()]).await?
-        );
+        apply_shown(&kube, EXAMPLE, false).await?;
         wait_running(kube.admin_client().await?, &name, Duration::from_secs(900)).await?;
         show_reconciled(&kube, &name, true).await?;
         if !once {
@@ -262,8 +259,7 @@ async fn on_node(once: bool) -> anyhow::Result<()> {
 
 /// The example with the operator in this process and the pods as local Kafka processes.
 async fn on_stand_in(once: bool) -> anyhow::Result<()> {
-    let root = project_root();
-    let (example_path, kc, cluster) = example()?;
+    let (kc, cluster) = example()?;
     let name = kc.name_any();
 
     eprintln!(
@@ -271,15 +267,7 @@ async fn on_stand_in(once: bool) -> anyhow::Result<()> {
     );
     let kube = LocalKube::start().await?;
 
-    let manifest = root
-        .join("deploy/kafka-operator.yaml")
-        .display()
-        .to_string();
-    println!("$ kubectl apply --server-side -f deploy/kafka-operator.yaml");
-    print!(
-        "{}",
-        kubectl(&kube, &["apply", "--server-side", "-f", &manifest]).await?
-    );
+    apply_shown(&kube, "deploy/kafka-operator.yaml", true).await?;
     kubectl(
         &kube,
         &[
@@ -325,21 +313,7 @@ async fn on_stand_in(once: bool) -> anyhow::Result<()> {
         Arc::new(Metrics::default()),
     ));
 
-    println!("\n$ kubectl apply -f examples/kafka-cluster.yaml");
-    print!(
-        "{}",
-        kubectl(
-            &kube,
-            &[
-                "apply",
-                "-n",
-                NAMESPACE,
-                "-f",
-                &example_path.display().to_string()
-            ]
-        )
-        .await?
-    );
+    apply_shown(&kube, EXAMPLE, false).await?;
     let admin = kube.admin_client().await?;
     let kubelet = LocalKubelet::start(admin.clone(), NAMESPACE, &name, kafka);
 

@@ -44,7 +44,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
 
-use crate::kube::{LocalKube, SERVICE_CIDR, bin_dir};
+use crate::kube::{KubeOptions, LocalKube, SERVICE_CIDR, bin_dir};
 use crate::process::{ManagedProcess, free_port, pinned_version, process_alive, project_root};
 
 /// All pods of the testbed's nodes, on one bridge; node N has 10.244.N.0/24 ([`pod_cidr`]).
@@ -380,6 +380,23 @@ pub struct LocalNode {
 }
 
 impl LocalNode {
+    /// A new node network, a control plane on its gateway (applying `manifests` once it
+    /// answers) and `options.nodes` nodes on it, each Ready: what the tests and the local mode
+    /// run on.
+    pub async fn start_with_control_plane(
+        manifests: Vec<PathBuf>,
+        options: NodeOptions,
+    ) -> anyhow::Result<(LocalKube, LocalNode)> {
+        let network = NodeNetwork::create()?;
+        let kube = LocalKube::start_with_options(KubeOptions {
+            manifests,
+            address: network.gateway(),
+        })
+        .await?;
+        let node = LocalNode::start(&kube, network, options).await?;
+        Ok((kube, node))
+    }
+
     /// Starts the nodes against `kube`, which must have been started on `network`'s gateway
     /// ([`KubeOptions::address`](crate::kube::KubeOptions)), and waits until every one is
     /// Ready, the images are imported, CoreDNS answers and the `default` ServiceAccount exists.

@@ -31,7 +31,7 @@ use kafka_operator::api::{KafkaCluster, Phase, Step};
 use kafka_support::Scenarios;
 use node_support::{
     client_pod, cluster_running, exec_in_client, kubectl, namespace, operator_pods_ready,
-    pod_ready, testbed, wait,
+    pod_ready, port_forward, testbed, wait,
 };
 
 const NS: &str = "node-life";
@@ -167,23 +167,7 @@ async fn bring_up(client: &Client) -> anyhow::Result<()> {
 /// ApiVersions (v0) through `kubectl port-forward` to broker 0's client port, from the host.
 async fn port_forward_to_a_broker() -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let port = kafka_operator_testbed::process::free_port()?;
-    let mut forward = tokio::process::Command::new(kafka_operator_testbed::kube::kubectl_path())
-        .arg(format!(
-            "--kubeconfig={}",
-            testbed().kube.kubeconfig().display()
-        ))
-        .args([
-            "port-forward",
-            "-n",
-            NS,
-            &format!("pod/{NAME}-0"),
-            &format!("{port}:9092"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let (mut forward, port) = port_forward(NS, &format!("pod/{NAME}-0"), 9092);
     let answer = wait("an ApiVersions answer", Duration::from_secs(30), || async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

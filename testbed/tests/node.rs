@@ -19,8 +19,8 @@ use kafka_operator::api::validate::DEFAULT_JMX_EXPORTER_IMAGE;
 use kafka_operator::resources::names::{CONFIG_DIR, METRICS_PORT};
 
 use node_support::{
-    cluster_running, eventually, kubectl, namespace, operator_pods_ready, restricted_pod, testbed,
-    wait_pod_ready,
+    cluster_running, eventually, http_get, kubectl, namespace, operator_pods_ready, port_forward,
+    restricted_pod, testbed, wait_pod_ready,
 };
 
 #[tokio::test]
@@ -346,21 +346,6 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
     })
 }
 
-/// `GET /metrics` on this machine's `port`: the whole answer, headers and body.
-async fn get_metrics(port: u16) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.ok()?;
-    Some(answer)
-}
-
 #[tokio::test]
 async fn the_jmx_exporter_sidecar_serves_the_brokers_metrics() {
     let ns = "node-jmx";
@@ -404,24 +389,7 @@ async fn the_jmx_exporter_sidecar_serves_the_brokers_metrics() {
     // own MBeans through the exporter's JMX connection on the pod's loopback, named by the
     // operator's rules. The topic's 3 partitions are the broker's, each led by it (ReplicaManager's
     // gauges), once the operator has created the topic.
-    let port = kafka_operator_testbed::process::free_port().expect("free port");
-    let mut forward = tokio::process::Command::new(kafka_operator_testbed::kube::kubectl_path())
-        .arg(format!(
-            "--kubeconfig={}",
-            testbed().kube.kubeconfig().display()
-        ))
-        .args([
-            "port-forward",
-            "-n",
-            ns,
-            "pod/metered-0",
-            &format!("{port}:{METRICS_PORT}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kubectl port-forward");
+    let (mut forward, port) = port_forward(ns, "pod/metered-0", METRICS_PORT);
     let started = Instant::now();
     // Each answer is a scrape of every MBean of the broker over RMI: 20 to 50 s on two busy
     // cores (jmx_scrape_duration_seconds reports the previous one's).
@@ -429,7 +397,7 @@ async fn the_jmx_exporter_sidecar_serves_the_brokers_metrics() {
     let mut last = String::new();
     let mut first_answer = None;
     let metrics = loop {
-        if let Some(answer) = get_metrics(port).await {
+        if let Some(answer) = http_get(port, "/metrics").await {
             first_answer.get_or_insert_with(|| started.elapsed());
             let scraped = sample(&answer, "jmx_scrape_error") == Some(0.0);
             let partitions = sample(&answer, "kafka_server_replicamanager_partitioncount");

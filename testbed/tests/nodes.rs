@@ -22,8 +22,8 @@ use kafka_operator::api::TopicPhase;
 use kafka_operator_testbed::node::{ZONE_LABEL, node_name, pod_cidr, zone_name};
 
 use node_support::{
-    KRAFT_CLUSTER, client_pod, cluster_running, eventually, exec_in_client, kubectl, namespace,
-    on_node, operator_pods_ready, testbed_with_nodes, wait_pod_ready,
+    KRAFT_CLUSTER, client_pod, cluster_running, eventually, exec_in_client, http_get, kubectl,
+    namespace, on_node, operator_pods_ready, port_forward, testbed_with_nodes, wait_pod_ready,
 };
 
 const NODES: u8 = 3;
@@ -133,7 +133,7 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
     assert!(ok, "{err}");
     // While the cluster comes up: kubectl port-forward (API server -> kubelet -> containerd,
     // into the pod's network namespace) to the operator's metrics port.
-    operator_metrics_through_port_forward(&testbed.kube, &operator.name_any()).await;
+    operator_metrics_through_port_forward(&operator.name_any()).await;
     // The client on the first node: every broker on another node is reached across nodes.
     let first = testbed.node_names[0].clone();
     let (ok, _, err) = kubectl(
@@ -249,81 +249,29 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
     }
     assert_eq!(across, 2, "two brokers are on other nodes than the client");
 
-    // The topic the operator created, as Kafka's own tool describes it.
-    let (ok, described, err) = exec_in_client(
+    // The topic the operator created, as Kafka's own tool describes it, and messages replicated
+    // over the three nodes (acks=all, min.insync.replicas 2), produced through the headless
+    // Service and consumed through a per-broker Service's ClusterIP.
+    round_trip(
         NS,
-        &format!(
-            "/opt/kafka/bin/kafka-topics.sh --bootstrap-server kraft.{NS}.svc.cluster.local:9092 --describe --topic orders"
-        ),
+        "orders",
+        (3, 3),
+        &format!("kraft.{NS}.svc.cluster.local:9092"),
+        &format!("kraft-broker-2.{NS}.svc.cluster.local:9092"),
+        &["acks=all", "enable.idempotence=true"],
     )
     .await;
-    assert!(ok, "{err}");
-    assert!(
-        described.contains("PartitionCount: 3") && described.contains("ReplicationFactor: 3"),
-        "{described}"
-    );
-
-    // Messages replicated over the three nodes (acks=all, min.insync.replicas 2), produced
-    // through the headless Service and consumed through a per-broker Service's ClusterIP.
-    let sent: BTreeSet<String> = (1..=100).map(|i| format!("order-{i}")).collect();
-    let (ok, _, err) = exec_in_client(
-        NS,
-        &format!(
-            "for i in $(seq 1 100); do echo order-$i; done | /opt/kafka/bin/kafka-console-producer.sh \
-             --bootstrap-server kraft.{NS}.svc.cluster.local:9092 --topic orders \
-             --producer-property acks=all --producer-property enable.idempotence=true"
-        ),
-    )
-    .await;
-    assert!(ok, "producer failed: {err}");
-    let (ok, consumed, err) = exec_in_client(
-        NS,
-        &format!(
-            "/opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server kraft-broker-2.{NS}.svc.cluster.local:9092 \
-             --topic orders --from-beginning --max-messages 100 --timeout-ms 60000 --group nodes-test"
-        ),
-    )
-    .await;
-    assert!(ok, "consumer failed: {err}");
-    let received: BTreeSet<String> = consumed.lines().map(str::to_string).collect();
-    assert_eq!(received, sent, "messages read back differ from those sent");
 }
 
 /// `kubectl port-forward` to the operator pod's metrics port answers with its metrics.
-async fn operator_metrics_through_port_forward(
-    kube: &kafka_operator_testbed::kube::LocalKube,
-    pod: &str,
-) {
-    let port = kafka_operator_testbed::process::free_port().expect("free port");
-    let mut forward = tokio::process::Command::new(kafka_operator_testbed::kube::kubectl_path())
-        .arg(format!("--kubeconfig={}", kube.kubeconfig().display()))
-        .args([
-            "port-forward",
-            "-n",
-            "kafka-operator",
-            &format!("pod/{pod}"),
-            &format!("{port}:8080"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kubectl port-forward");
+async fn operator_metrics_through_port_forward(pod: &str) {
+    let (mut forward, port) = port_forward("kafka-operator", &format!("pod/{pod}"), 8080);
     let metrics = eventually(
         "the operator's metrics through port-forward",
         Duration::from_secs(30),
         || async move {
-            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()?;
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            stream
-                .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                .await
-                .ok()?;
-            let mut body = String::new();
-            stream.read_to_string(&mut body).await.ok()?;
-            body.contains("kafka_operator_").then_some(body)
+            let answer = http_get(port, "/metrics").await?;
+            answer.contains("kafka_operator_").then_some(answer)
         },
     )
     .await;
@@ -458,24 +406,45 @@ async fn the_original_example_runs_as_written() {
 
     // Messages through the cluster's Service into test2 (2 partitions, 2 replicas), read back.
     let bootstrap = "test-cluster-1.default.svc.cluster.local:9092";
+    round_trip(ns, "test2", (2, 2), bootstrap, bootstrap, &["acks=all"]).await;
+}
+
+/// `topic` as `kafka-topics.sh` describes it has `layout` (partitions, replication factor), and
+/// 100 messages produced through `produce` (with the console producer's `producer_properties`)
+/// are read back through `consume`, all of them and nothing else, by Kafka's console tools in
+/// the client pod.
+async fn round_trip(
+    ns: &str,
+    topic: &str,
+    layout: (u32, u32),
+    produce: &str,
+    consume: &str,
+    producer_properties: &[&str],
+) {
     let (ok, described, err) = exec_in_client(
         ns,
         &format!(
-            "/opt/kafka/bin/kafka-topics.sh --bootstrap-server {bootstrap} --describe --topic test2"
+            "/opt/kafka/bin/kafka-topics.sh --bootstrap-server {produce} --describe --topic {topic}"
         ),
     )
     .await;
     assert!(ok, "{err}");
+    let (partitions, replicas) = layout;
     assert!(
-        described.contains("PartitionCount: 2") && described.contains("ReplicationFactor: 2"),
+        described.contains(&format!("PartitionCount: {partitions}"))
+            && described.contains(&format!("ReplicationFactor: {replicas}")),
         "{described}"
     );
-    let sent: BTreeSet<String> = (1..=100).map(|i| format!("event-{i}")).collect();
+    let sent: BTreeSet<String> = (1..=100).map(|i| format!("{topic}-{i}")).collect();
+    let properties: String = producer_properties
+        .iter()
+        .map(|p| format!(" --producer-property {p}"))
+        .collect();
     let (ok, _, err) = exec_in_client(
         ns,
         &format!(
-            "for i in $(seq 1 100); do echo event-$i; done | /opt/kafka/bin/kafka-console-producer.sh \
-             --bootstrap-server {bootstrap} --topic test2 --producer-property acks=all"
+            "for i in $(seq 1 100); do echo {topic}-$i; done | /opt/kafka/bin/kafka-console-producer.sh \
+             --bootstrap-server {produce} --topic {topic}{properties}"
         ),
     )
     .await;
@@ -483,8 +452,8 @@ async fn the_original_example_runs_as_written() {
     let (ok, consumed, err) = exec_in_client(
         ns,
         &format!(
-            "/opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server {bootstrap} \
-             --topic test2 --from-beginning --max-messages 100 --timeout-ms 60000 --group example-test"
+            "/opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server {consume} \
+             --topic {topic} --from-beginning --max-messages 100 --timeout-ms 60000 --group {topic}-test"
         ),
     )
     .await;

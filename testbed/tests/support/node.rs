@@ -13,10 +13,9 @@ use kube::api::{Api, PostParams};
 
 use kafka_operator::api::{KafkaCluster, Phase};
 
-use kafka_operator_testbed::kube::{KubeOptions, LocalKube};
+use kafka_operator_testbed::kube::LocalKube;
 use kafka_operator_testbed::node::{
-    LocalNode, NodeNetwork, NodeOptions, SharedNode, ensure_default_service_account,
-    tear_down_at_exit,
+    LocalNode, NodeOptions, SharedNode, ensure_default_service_account, tear_down_at_exit,
 };
 use kafka_operator_testbed::process::{pinned_version, project_root};
 
@@ -63,15 +62,8 @@ fn start_testbed(nodes: u8) -> Testbed {
         .try_init();
     let started = kafka_operator_testbed::process::start_in_background(move || async move {
         let started = Instant::now();
-        let network = NodeNetwork::create()?;
-        let kube = LocalKube::start_with_options(KubeOptions {
-            manifests: vec![project_root().join("deploy/kafka-operator.yaml")],
-            address: network.gateway(),
-        })
-        .await?;
-        let node = LocalNode::start(
-            &kube,
-            network,
+        let (kube, node) = LocalNode::start_with_control_plane(
+            vec![project_root().join("deploy/kafka-operator.yaml")],
             NodeOptions {
                 nodes,
                 ..Default::default()
@@ -111,6 +103,46 @@ pub async fn namespace(name: &str) -> Client {
         .await
         .expect("default ServiceAccount");
     client
+}
+
+/// `kubectl port-forward -n NS TARGET LOCAL:REMOTE` in the background, on a free local port;
+/// the forward ends when the returned child is dropped.
+pub fn port_forward(ns: &str, target: &str, remote: u16) -> (tokio::process::Child, u16) {
+    let port = kafka_operator_testbed::process::free_port().expect("free port");
+    let forward = tokio::process::Command::new(kafka_operator_testbed::kube::kubectl_path())
+        .arg(format!(
+            "--kubeconfig={}",
+            testbed().kube.kubeconfig().display()
+        ))
+        .args([
+            "port-forward",
+            "-n",
+            ns,
+            target,
+            &format!("{port}:{remote}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl port-forward");
+    (forward, port)
+}
+
+/// `GET PATH` over HTTP/1.0 on this machine's `port`: the whole answer, headers and body, or
+/// None while nothing answers.
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    Some(answer)
 }
 
 /// kubectl as admin; returns (success, stdout, stderr).
