@@ -30,6 +30,39 @@ fn free_port_on(address: Ipv4Addr) -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// Each control plane's files live in a temporary directory of this prefix, which names the
+/// process that owns it in [`OWNER_FILE`].
+const DIR_PREFIX: &str = "kafka-operator-kube-";
+const OWNER_FILE: &str = "owner.pid";
+
+/// Removes the directories of control planes whose process is gone: one killed, or one held
+/// by a test binary's shared testbed (a static, never dropped). Its servers died with it (they
+/// are bound to their parent's life); a directory that names no owner yet is left for a minute,
+/// as it may be another process's that is just starting.
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let stale = match std::fs::read_to_string(path.join(OWNER_FILE)) {
+            Ok(pid) => !Path::new("/proc").join(pid.trim()).exists(),
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(60)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 const ADMIN_TOKEN: &str = "kafka-operator-testbed-admin";
 
 /// The Service ClusterIP range: virtual addresses that only kube-proxy's rules on this machine
@@ -93,10 +126,10 @@ impl LocalKube {
         let manifests = &options.manifests;
         let address = options.address;
         let bin = ensure_binaries().await?;
-        let dir = tempfile::Builder::new()
-            .prefix("kafka-operator-kube-")
-            .tempdir()?;
+        remove_stale_dirs();
+        let dir = tempfile::Builder::new().prefix(DIR_PREFIX).tempdir()?;
         let d = dir.path();
+        std::fs::write(d.join(OWNER_FILE), std::process::id().to_string())?;
 
         let etcd_port = free_port()?;
         let etcd_peer_port = free_port()?;

@@ -44,8 +44,11 @@ const BULK_RECORDS: usize = 30_000;
 const ROLL_PREFIX: u32 = 1;
 const DRAIN_PREFIX: u32 = 2;
 
-/// Four brokers and one controller on local volumes, sized for two cores; a drain's copies are
-/// throttled so that it lasts long enough to be interrupted.
+/// Four brokers and one controller on local volumes, sized for a node of two cores: the
+/// brokers' CPU (request and limit) leaves room for the controller's default request and the
+/// operator's two replicas. A broker limited to a tenth of a core takes over a minute to start;
+/// at 350m, about 20 s. A drain's copies are throttled so that it lasts long enough to be
+/// interrupted.
 const CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
 kind: KafkaCluster
 metadata:
@@ -53,13 +56,12 @@ metadata:
 spec:
   brokerCount: 4
   resources:
-    cpu: 100m
+    cpu: 350m
     memory: 1Gi
     diskSpace: 1Gi
   controllers:
     replicas: 1
     resources:
-      cpu: 100m
       memory: 768Mi
       diskSpace: 1Gi
   minimumGracePeriod: 30

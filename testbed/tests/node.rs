@@ -308,8 +308,8 @@ async fn a_claim_keeps_its_data_when_its_pod_is_deleted_and_made_again() {
     assert_eq!(found, "kept\n");
 }
 
-/// One broker and one controller sized for two cores, with the JMX exporter sidecar and a topic
-/// of 3 partitions, all on the broker.
+/// One broker and one controller with the default CPU (requests that fit two cores, no limit),
+/// the JMX exporter sidecar and a topic of 3 partitions, all on the broker.
 const METERED_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
 kind: KafkaCluster
 metadata:
@@ -318,13 +318,11 @@ spec:
   brokerCount: 1
   jmxSidecar: true
   resources:
-    cpu: 100m
     memory: 1Gi
     diskSpace: 1Gi
   controllers:
     replicas: 1
     resources:
-      cpu: 100m
       memory: 768Mi
       diskSpace: 1Gi
   kafkaOptions:
