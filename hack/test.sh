@@ -6,7 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step says when it starts, in seconds since the suite began.
+step() { printf '\n== [%ss] %s\n' "$SECONDS" "$*"; }
 
 step "testbed: Kubernetes, Kafka jars, the node's packages, CoreDNS and images (cached in ${KAFKA_OPERATOR_CACHE:-~/.cache/kafka-operator})"
 hack/build-k8s.sh
@@ -26,3 +27,5 @@ hack/check-generated.sh
 
 step "tests"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+
+step "done"
