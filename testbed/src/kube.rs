@@ -20,7 +20,9 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
-use super::process::{ManagedProcess, cache_dir, free_port, pinned_version, project_root};
+use super::process::{
+    ManagedProcess, cache_dir, free_port, pinned_version, process_alive, project_root,
+};
 
 fn free_port_on(address: Ipv4Addr) -> std::io::Result<u16> {
     if address.is_loopback() {
@@ -49,7 +51,7 @@ fn remove_stale_dirs() {
         }
         let path = entry.path();
         let stale = match std::fs::read_to_string(path.join(OWNER_FILE)) {
-            Ok(pid) => !Path::new("/proc").join(pid.trim()).exists(),
+            Ok(pid) => !pid.trim().parse().is_ok_and(process_alive),
             Err(_) => entry
                 .metadata()
                 .and_then(|m| m.modified())

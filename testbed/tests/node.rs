@@ -389,8 +389,8 @@ async fn the_jmx_exporter_sidecar_serves_the_brokers_metrics() {
     // gauges), once the operator has created the topic.
     let (mut forward, port) = port_forward(ns, "pod/metered-0", METRICS_PORT);
     let started = Instant::now();
-    // Each answer is a scrape of every MBean of the broker over RMI: 20 to 50 s on two busy
-    // cores (jmx_scrape_duration_seconds reports the previous one's).
+    // Each answer is a scrape of every MBean of the broker over RMI, which takes a while on two
+    // busy cores (jmx_scrape_duration_seconds reports the previous one's).
     let deadline = started + Duration::from_secs(240);
     let mut last = String::new();
     let mut first_answer = None;
