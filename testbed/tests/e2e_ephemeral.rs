@@ -190,7 +190,12 @@ async fn drain_while_topics_are_created(bed: &Bed) -> anyhow::Result<()> {
     bed.settled_at(4).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let creating = tokio::spawn({
-        let admin = KafkaClient::new(KafkaClientConfig::new(bed.bootstrap.clone()))?;
+        // A client creating topics while a broker goes sees requests time out when they were
+        // routed to it; it tries again, as Kafka's own clients do (an existing topic is fine).
+        let admin = KafkaClient::new(KafkaClientConfig {
+            timeout: Duration::from_secs(10),
+            ..KafkaClientConfig::new(bed.bootstrap.clone())
+        })?;
         let bootstrap = bed.bootstrap.join(",");
         let stop = stop.clone();
         async move {
@@ -199,14 +204,21 @@ async fn drain_while_topics_are_created(bed: &Bed) -> anyhow::Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 let topic = format!("burst-{n}");
                 n += 1;
-                admin
-                    .create_topics(&[NewTopic {
-                        name: topic.clone(),
-                        partitions: 3,
-                        replication_factor: 1,
-                        config: BTreeMap::new(),
-                    }])
-                    .await?;
+                let new = [NewTopic {
+                    name: topic.clone(),
+                    partitions: 3,
+                    replication_factor: 1,
+                    config: BTreeMap::new(),
+                }];
+                let mut attempt = 1;
+                while let Err(e) = admin.create_topics(&new).await {
+                    ensure!(
+                        e.is_retriable() && attempt < 6,
+                        "creating {topic} (attempt {attempt}): {e}"
+                    );
+                    eprintln!("creating {topic} again after: {e}");
+                    attempt += 1;
+                }
                 let written = produce(&bootstrap, &topic, 0..60, 200)
                     .await
                     .with_context(|| format!("writing {topic}"))?;
