@@ -16,7 +16,7 @@ use crate::api::{
     self, Cluster, KafkaCluster, KafkaClusterStatus, Phase, RetentionPolicy, TopicPhase,
     TopicStatus,
 };
-use crate::kafka::KafkaAdmin;
+use crate::kafka::{ClusterSnapshot, KafkaAdmin, KafkaError, SharedSnapshot};
 use crate::operations::roll::{self, PodView, RollDecision, RollEnd};
 use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
 use crate::operations::topics::{delete_removed_topics, reconcile_topics, removed_topics};
@@ -46,7 +46,15 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(2u64.saturating_mul(1 << failures.min(6))).min(KAFKA_BACKOFF_MAX)
 }
 
-/// Brings the cluster's objects in line with its spec and reports what it saw.
+/// Brings the cluster's objects in line with its spec and reports what it saw. One reconcile is
+/// a pipeline of steps, each a function below, in the order they run:
+/// 1. the object read afresh; a paused cluster held ([`hold_paused`]); the spec
+///    [`validated`];
+/// 2. [`observe`]: the broker StatefulSet, the pods, and a Kafka admin once a broker is ready;
+/// 3. one concern at a time, each deciding from what was seen and acting at once:
+///    [`settle_cluster_id`], [`advance_scaling`], [`apply_objects`], [`advance_roll`],
+///    [`manage_topics`], [`record_membership`];
+/// 4. [`report`]: status, conditions and events, and when to look again.
 ///
 /// `cached` is the object as the controller's watch cache has it, which may trail the API
 /// server: a status read from it could take an operation back a step (a stale `Moving` after
@@ -62,12 +70,11 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
         return Ok(Action::await_change());
     };
     let kc = Arc::new(kc);
-    let mut version = Version(kc.resource_version());
-    let previous = kc.status.clone().unwrap_or_default();
+    let mut round = Round::start(&kc);
     if paused(&kc) {
-        return hold_paused(&kc, ctx, &mut version).await;
+        return hold_paused(&kc, ctx, &mut round.version).await;
     }
-    if previous.phase == Some(Phase::Paused) {
+    if round.status.phase == Some(Phase::Paused) {
         ctx.event(
             &kc,
             EventType::Normal,
@@ -80,20 +87,119 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
         )
         .await;
     }
-    let mut status = previous.clone();
+    let Some(cluster) = validated(&kc, ctx, &mut round).await? else {
+        return Ok(Action::await_change());
+    };
+    let seen = observe(ctx, kc, cluster).await?;
+    settle_cluster_id(ctx, &seen, &mut round).await?;
+    let outcome = advance_scaling(ctx, &seen, &mut round).await?;
+    let applied = apply_objects(ctx, &seen, &round, outcome.broker_replicas).await?;
+    let rollout = advance_roll(ctx, &seen, &mut round, &outcome, &applied).await?;
+    manage_topics(ctx, &seen, &mut round, &outcome).await;
+    record_membership(&seen, &mut round).await;
+    report(ctx, &seen, round, &outcome, &applied, rollout).await
+}
 
-    let cluster = match api::validate(&kc) {
-        Ok(cluster) => cluster,
+/// What a reconcile carries from step to step.
+struct Round {
+    /// The status it writes, built up step by step from the one it read.
+    status: KafkaClusterStatus,
+    /// What its status writes are conditional on.
+    version: Version,
+    /// The first Kafka problem met: the status reports it, and the next look backs off.
+    kafka_problem: Option<String>,
+    /// When it started: the clock of operations, rolls and stuck checks.
+    now: Timestamp,
+}
+
+impl Round {
+    fn start(kc: &KafkaCluster) -> Round {
+        Round {
+            status: kc.status.clone().unwrap_or_default(),
+            version: Version(kc.resource_version()),
+            kafka_problem: None,
+            now: Timestamp::now(),
+        }
+    }
+
+    fn kafka_trouble(&mut self, problem: String) {
+        self.kafka_problem.get_or_insert(problem);
+    }
+}
+
+/// What a reconcile saw before it changed anything.
+struct Seen {
+    kc: Arc<KafkaCluster>,
+    cluster: Cluster,
+    /// The status as it was read.
+    previous: KafkaClusterStatus,
+    /// The broker StatefulSet as it was before this reconcile applied its own.
+    brokers: Option<StatefulSet>,
+    /// The cluster's broker and controller pods.
+    pods: Vec<Pod>,
+    /// Kafka, once some broker is ready (before that nothing answers).
+    admin: Option<SharedSnapshot>,
+}
+
+impl Seen {
+    fn namespace(&self) -> &str {
+        &self.cluster.namespace
+    }
+
+    fn name(&self) -> &str {
+        &self.cluster.name
+    }
+
+    /// Kafka for the steps that only look: they share one snapshot.
+    fn look(&self) -> Option<&dyn KafkaAdmin> {
+        self.admin.as_ref().map(|a| a as &dyn KafkaAdmin)
+    }
+
+    /// Kafka for the steps that act on what is in flight: every read is fresh.
+    fn fresh(&self) -> Option<&dyn KafkaAdmin> {
+        self.admin.as_ref().map(SharedSnapshot::fresh)
+    }
+}
+
+/// The broker StatefulSet's replicas as Kubernetes has them.
+fn replicas(sts: Option<&StatefulSet>) -> Option<i32> {
+    sts.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas)
+}
+
+/// The ready pods of a StatefulSet.
+fn ready_replicas(sts: Option<&StatefulSet>) -> i32 {
+    sts.and_then(|s| s.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+}
+
+/// The spec checked and resolved; None when it is invalid, which the status and an event say.
+async fn validated(kc: &KafkaCluster, ctx: &Context, round: &mut Round) -> Result<Option<Cluster>> {
+    let new_generation = round.status.observed_generation != kc.metadata.generation;
+    match api::validate(kc) {
+        Ok(cluster) => {
+            if new_generation {
+                for warning in &cluster.warnings {
+                    ctx.event(
+                        kc,
+                        EventType::Warning,
+                        warning.reason,
+                        "Validate",
+                        warning.message.clone(),
+                    )
+                    .await;
+                }
+            }
+            Ok(Some(cluster))
+        }
         Err(err) => {
             let observed = Observed {
                 invalid_spec: Some(err.to_string()),
                 ..Default::default()
             };
-            if previous.observed_generation != kc.metadata.generation
-                || previous.phase != Some(Phase::Blocked)
-            {
+            if new_generation || round.status.phase != Some(Phase::Blocked) {
                 ctx.event(
-                    &kc,
+                    kc,
                     EventType::Warning,
                     "InvalidSpec",
                     "Validate",
@@ -101,102 +207,105 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
                 )
                 .await;
             }
-            finish_status(&kc, ctx, status, &observed, &mut version).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    if previous.observed_generation != kc.metadata.generation {
-        for warning in &cluster.warnings {
-            ctx.event(
-                &kc,
-                EventType::Warning,
-                warning.reason,
-                "Validate",
-                warning.message.clone(),
-            )
-            .await;
+            finish_status(kc, ctx, round.status.clone(), &observed, &mut round.version).await?;
+            Ok(None)
         }
     }
+}
 
-    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing = statefulsets
-        .get_opt(&names::broker_statefulset(&name))
+/// Reads what the decisions rest on: nothing is changed.
+async fn observe(ctx: &Context, kc: Arc<KafkaCluster>, cluster: Cluster) -> Result<Seen> {
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let brokers = statefulsets
+        .get_opt(&names::broker_statefulset(&cluster.name))
         .await?;
-    let ready_now = existing
-        .as_ref()
-        .and_then(|s| s.status.as_ref())
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
-    // Kafka is only asked once some broker is ready; before that nothing answers.
-    let admin = if ready_now > 0 {
+    let admin = if ready_replicas(brokers.as_ref()) > 0 {
         match ctx.kafka.admin(&cluster) {
-            Ok(admin) => Some(admin),
+            Ok(admin) => Some(SharedSnapshot::new(admin)),
             Err(e) => {
-                warn!(%namespace, %name, "no Kafka admin client: {e}");
+                warn!(namespace = %cluster.namespace, name = %cluster.name, "no Kafka admin client: {e}");
                 None
             }
         }
     } else {
         None
     };
+    let pods = kafka_pods(ctx, &cluster).await?;
+    Ok(Seen {
+        previous: kc.status.clone().unwrap_or_default(),
+        kc,
+        cluster,
+        brokers,
+        pods,
+        admin,
+    })
+}
 
-    // The KRaft cluster id is stored before any pod can format a volume with it: chosen once,
-    // or the spec's, to adopt volumes kept from an earlier cluster.
-    let mut cluster_id_problem = None;
-    if cluster.is_kraft() {
-        match cluster_id_decision(&cluster, &status, admin.as_deref()).await {
-            ClusterId::Keep => {}
-            ClusterId::Set { id, adopted } => {
-                status.cluster_id = Some(id.clone());
-                patch_status(ctx, &namespace, &name, &status, &mut version).await?;
-                if adopted {
-                    let message = format!(
-                        "cluster id {id} from spec.clusterId: volumes formatted with it are used, new ones get it"
-                    );
-                    info!(%namespace, %name, "{message}");
-                    ctx.event(
-                        &kc,
-                        EventType::Normal,
-                        "ClusterIdAdopted",
-                        "Validate",
-                        message,
-                    )
-                    .await;
-                }
-            }
-            ClusterId::Refuse(why) => {
-                if previous.observed_generation != kc.metadata.generation {
-                    ctx.event(
-                        &kc,
-                        EventType::Warning,
-                        "ClusterIdRefused",
-                        "Validate",
-                        why.clone(),
-                    )
-                    .await;
-                }
-                cluster_id_problem = Some(why);
+/// The KRaft cluster id is stored before any pod can format a volume with it: chosen once, or
+/// the spec's, to adopt volumes kept from an earlier cluster.
+async fn settle_cluster_id(ctx: &Context, seen: &Seen, round: &mut Round) -> Result<()> {
+    if !seen.cluster.is_kraft() {
+        return Ok(());
+    }
+    match cluster_id_decision(&seen.cluster, &round.status, seen.look()).await {
+        ClusterId::Keep => {}
+        ClusterId::Set { id, adopted } => {
+            round.status.cluster_id = Some(id.clone());
+            patch_status(
+                ctx,
+                seen.namespace(),
+                seen.name(),
+                &round.status,
+                &mut round.version,
+            )
+            .await?;
+            if adopted {
+                let message = format!(
+                    "cluster id {id} from spec.clusterId: volumes formatted with it are used, new ones get it"
+                );
+                info!(namespace = %seen.namespace(), name = %seen.name(), "{message}");
+                ctx.event(
+                    &seen.kc,
+                    EventType::Normal,
+                    "ClusterIdAdopted",
+                    "Validate",
+                    message,
+                )
+                .await;
             }
         }
+        ClusterId::Refuse(why) => {
+            if seen.previous.observed_generation != seen.kc.metadata.generation {
+                ctx.event(
+                    &seen.kc,
+                    EventType::Warning,
+                    "ClusterIdRefused",
+                    "Validate",
+                    why.clone(),
+                )
+                .await;
+            }
+            round.kafka_trouble(why);
+        }
     }
+    Ok(())
+}
 
-    let pods = kafka_pods(ctx, &cluster).await?;
-
-    // Scaling: what the broker StatefulSet may run now, and the operation in progress.
-    let input = ScaleInput {
+/// What the scaling state machines are told.
+fn scale_input(
+    cluster: &Cluster,
+    previous: &KafkaClusterStatus,
+    brokers: Option<&StatefulSet>,
+    pods: &[Pod],
+    now: Timestamp,
+) -> ScaleInput {
+    ScaleInput {
         desired: cluster.broker_count,
         // Brokers that may hold data: what the status says the operator runs, or what the
         // StatefulSet runs, whichever is more; a hand edit of the StatefulSet never shrinks it.
-        running: existing
-            .as_ref()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.replicas)
-            .map(|r| r.max(previous.brokers)),
-        statefulset_replicas: existing
-            .as_ref()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.replicas),
-        ready_brokers: ready_now,
+        running: replicas(brokers).map(|r| r.max(previous.brokers)),
+        statefulset_replicas: replicas(brokers),
+        ready_brokers: ready_replicas(brokers),
         broker_pods: pods
             .iter()
             .filter(|p| pods::role(p) == Some(Role::Broker))
@@ -206,35 +315,56 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
         rebalance: cluster.rebalance.clone(),
         kraft: cluster.is_kraft(),
         delete_drained_volumes: cluster.pvc_retention.when_scaled == RetentionPolicy::Delete,
-        now: Timestamp::now().to_string(),
+        now: now.to_string(),
         topics: cluster.topics.clone(),
+    }
+}
+
+/// Kafka trouble changes nothing: the brokers stay as they are, the operation waits.
+fn scaling_waits_for_kafka(input: &ScaleInput, problem: &KafkaError) -> ScaleOutcome {
+    let lowered = input.desired < input.running.unwrap_or(0) && input.operation.is_none();
+    ScaleOutcome {
+        // The StatefulSet stays as it is (not `running`, which may be more).
+        broker_replicas: input.statefulset_replicas.unwrap_or(input.desired),
+        operation: input.operation.clone(),
+        blocked: lowered.then(|| {
+            format!(
+                "brokerCount lowered to {}: waiting for Kafka to check and start the drain: {problem}",
+                input.desired
+            )
+        }),
+        busy: true,
+        ..Default::default()
+    }
+}
+
+/// Scaling: what the broker StatefulSet may run now, and the operation in progress, recorded
+/// before anything acts on it.
+async fn advance_scaling(ctx: &Context, seen: &Seen, round: &mut Round) -> Result<ScaleOutcome> {
+    let input = scale_input(
+        &seen.cluster,
+        &seen.previous,
+        seen.brokers.as_ref(),
+        &seen.pods,
+        round.now,
+    );
+    // Starting an operation may rest on the reconcile's first look; one in progress reads afresh.
+    let admin = if input.operation.is_none() {
+        seen.look()
+    } else {
+        seen.fresh()
     };
-    let mut kafka_problem = cluster_id_problem;
-    let now = Timestamp::now();
-    let mut outcome = match scale::advance(admin.as_deref(), &input).await {
+    let mut outcome = match scale::advance(admin, &input).await {
         Ok(outcome) => outcome,
         Err(e) => {
-            // Kafka trouble changes nothing: the brokers stay as they are, the operation waits.
-            warn!(%namespace, %name, "scaling waits for Kafka: {e}");
-            kafka_problem = Some(e.to_string());
-            ScaleOutcome {
-                // The StatefulSet stays as it is (not `running`, which may be more).
-                broker_replicas: existing
-                    .as_ref()
-                    .and_then(|s| s.spec.as_ref())
-                    .and_then(|s| s.replicas)
-                    .unwrap_or(cluster.broker_count),
-                operation: previous.operation.clone(),
-                blocked: (cluster.broker_count < input.running.unwrap_or(0)
-                    && previous.operation.is_none())
-                .then(|| format!("brokerCount lowered to {}: waiting for Kafka to check and start the drain: {e}", cluster.broker_count)),
-                busy: true,
-                ..Default::default()
-            }
+            warn!(namespace = %seen.namespace(), name = %seen.name(), "scaling waits for Kafka: {e}");
+            round.kafka_trouble(e.to_string());
+            scaling_waits_for_kafka(&input, &e)
         }
     };
+    let previous = seen.previous.operation.as_ref();
     if let Some(op) = outcome.operation.as_mut() {
-        stuck::track(previous.operation.as_ref(), op, now);
+        stuck::track(previous, op, round.now);
     }
     for n in &outcome.notices {
         let kind = if n.warning {
@@ -242,38 +372,52 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
         } else {
             EventType::Normal
         };
-        ctx.event(&kc, kind, n.reason, "Scale", n.message.clone())
+        ctx.event(&seen.kc, kind, n.reason, "Scale", n.message.clone())
             .await;
     }
     if let Some(op) = &outcome.operation
-        && previous.operation.as_ref() != Some(op)
+        && previous != Some(op)
     {
-        info!(%namespace, %name, "{}", status::operation_summary(op));
+        info!(namespace = %seen.namespace(), name = %seen.name(), "{}", status::operation_summary(op));
     }
-    let broker_replicas = outcome.broker_replicas;
     // Drained volumes go before the operation's end is recorded: an interrupted delete is
     // retried, and a volume left behind would hand stale data to a later broker of that ordinal.
-    delete_volumes(ctx, &cluster, &outcome.delete_volumes_of).await?;
+    delete_volumes(ctx, &seen.cluster, &outcome.delete_volumes_of).await?;
     // The operation is recorded before the StatefulSet acts on it, so a restart resumes it.
     // A change of the broker count is confirmed against the state it was computed from even
     // when the operation did not change: the write fails if that state is not current.
-    let resizing = existing
-        .as_ref()
-        .and_then(|s| s.spec.as_ref())
-        .and_then(|s| s.replicas)
-        .is_some_and(|r| r != broker_replicas);
-    if outcome.operation != previous.operation || resizing {
-        status.operation = outcome.operation.clone();
-        status.brokers = status.brokers.max(broker_replicas);
-        patch_status(ctx, &namespace, &name, &status, &mut version).await?;
+    let resizing = input
+        .statefulset_replicas
+        .is_some_and(|r| r != outcome.broker_replicas);
+    if outcome.operation.as_ref() != previous || resizing {
+        round.status.operation = outcome.operation.clone();
+        round.status.brokers = round.status.brokers.max(outcome.broker_replicas);
+        patch_status(
+            ctx,
+            seen.namespace(),
+            seen.name(),
+            &round.status,
+            &mut round.version,
+        )
+        .await?;
     }
-    status.operation = outcome.operation.clone();
+    round.status.operation = outcome.operation.clone();
+    Ok(outcome)
+}
 
+/// Builds and applies the cluster's objects for `broker_replicas` brokers; the StatefulSets as
+/// the API server returned them.
+async fn apply_objects(
+    ctx: &Context,
+    seen: &Seen,
+    round: &Round,
+    broker_replicas: i32,
+) -> Result<Vec<StatefulSet>> {
     let objects = resources::build(
-        &cluster,
+        &seen.cluster,
         &BuildInputs {
             broker_replicas,
-            cluster_id: status.cluster_id.clone(),
+            cluster_id: round.status.cluster_id.clone(),
         },
     );
     apply(&ctx.client, &objects.config_map).await?;
@@ -287,26 +431,43 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
     for sts in &objects.statefulsets {
         applied.push(apply(&ctx.client, sts).await?);
     }
-    remove_services_of_removed_brokers(ctx, &cluster, broker_replicas).await?;
+    remove_services_of_removed_brokers(ctx, &seen.cluster, broker_replicas).await?;
+    Ok(applied)
+}
 
-    // Restarts for a new template, one pod at a time; not while partitions are moving.
-    let views = pod_views(&pods, &applied);
-    let ephemeral = cluster.storage == api::Storage::Ephemeral;
-    let absent = absent_pods(&pods, &applied);
-    let rollout = if outcome.operation.is_some() {
+/// Where the roll of a new template stands.
+struct Rollout {
+    /// Every pod runs its current template and, after a roll, the cluster has caught up.
+    done: bool,
+    /// What it waits for, or the restart it just made.
+    message: Option<String>,
+}
+
+/// Restarts for a new template, one pod at a time; not while partitions are moving.
+async fn advance_roll(
+    ctx: &Context,
+    seen: &Seen,
+    round: &mut Round,
+    outcome: &ScaleOutcome,
+    applied: &[StatefulSet],
+) -> Result<Rollout> {
+    let views = pod_views(&seen.pods, applied);
+    let ephemeral = seen.cluster.storage == api::Storage::Ephemeral;
+    let absent = absent_pods(&seen.pods, applied);
+    let mut message = if outcome.operation.is_some() {
         None
     } else {
-        match roll::next_restart(admin.as_deref(), &views, &absent, ephemeral).await {
+        match roll::next_restart(seen.fresh(), &views, &absent, ephemeral).await {
             Ok(RollDecision::Done) => None,
             Ok(RollDecision::Wait(why)) => Some(why),
             Ok(RollDecision::Restart { pod, why }) => {
-                status.roll_progressed_at = Some(now.to_string());
-                let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+                round.status.roll_progressed_at = Some(round.now.to_string());
+                let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), seen.namespace());
                 pods_api.delete(&pod, &DeleteParams::default()).await?;
                 let message = format!("restarting pod {pod} to apply its new template: {why}");
-                info!(%namespace, %name, "{message}");
+                info!(namespace = %seen.namespace(), name = %seen.name(), "{message}");
                 ctx.event(
-                    &kc,
+                    &seen.kc,
                     EventType::Normal,
                     "Restarting",
                     "Restart",
@@ -318,143 +479,202 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
             Err(e) => Some(format!("waiting for Kafka to check the next restart: {e}")),
         }
     };
-    let mut rolled_out = absent.is_empty() && views.iter().all(|v| v.current);
-    let mut rollout = rollout;
+    let mut done = absent.is_empty() && views.iter().all(|v| v.current);
     // After the last restart: the pod restarted last becomes ready, every partition gets back
     // in sync, then leaders move back to their preferred replicas (again after an operator
     // restart; electing twice is harmless). With Kafka unreachable, its own rebalancing will do.
     let restarting =
-        rolled_out && outcome.operation.is_none() && previous.phase == Some(Phase::Restarting);
+        done && outcome.operation.is_none() && seen.previous.phase == Some(Phase::Restarting);
     if let (true, Some(pod)) = (restarting, views.iter().find(|v| !v.ready)) {
-        rolled_out = false;
-        rollout = Some(format!(
+        done = false;
+        message = Some(format!(
             "waiting for pod {} to be ready after its restart",
             pod.name
         ));
-    } else if restarting && let Some(admin) = admin.as_deref() {
+    } else if restarting && let Some(admin) = seen.fresh() {
         match roll::finish(admin).await {
             Ok(RollEnd::CatchingUp(why)) => {
-                rolled_out = false;
-                rollout = Some(why);
+                done = false;
+                message = Some(why);
             }
             Ok(RollEnd::Done(summary)) => {
-                info!(%namespace, %name, "{summary}");
-                ctx.event(&kc, EventType::Normal, "RolledOut", "Restart", summary)
+                info!(namespace = %seen.namespace(), name = %seen.name(), "{summary}");
+                ctx.event(&seen.kc, EventType::Normal, "RolledOut", "Restart", summary)
                     .await;
             }
-            Err(e) => warn!(%namespace, %name, "leaders not moved back after the roll: {e}"),
-        }
-    }
-
-    // Topics, once Kafka answers and no broker is leaving.
-    if let Some(admin) = admin.as_deref()
-        && outcome.operation.is_none()
-    {
-        let mut undeleted = Vec::new();
-        if !cluster.delete_removed_topics {
-            // Said once: the next status no longer lists the topic.
-            for topic in removed_topics(&previous.topics, &cluster.topics) {
-                ctx.event(
-                    &kc,
-                    EventType::Normal,
-                    "TopicUnmanaged",
-                    "Topics",
-                    format!("topic {topic} was removed from spec.topics: it stays in Kafka with its data and is no longer managed (deleteRemovedTopics: true deletes such topics)"),
-                )
-                .await;
-            }
-        }
-        if cluster.delete_removed_topics {
-            match delete_removed_topics(admin, &previous.topics, &cluster.topics).await {
-                Ok(deleted) => {
-                    for topic in deleted {
-                        ctx.event(
-                            &kc,
-                            EventType::Normal,
-                            "TopicDeleted",
-                            "DeleteTopic",
-                            format!("deleted topic {topic}: it was removed from spec.topics and deleteRemovedTopics is on"),
-                        )
-                        .await;
-                    }
-                }
-                Err(e) => {
-                    warn!(%namespace, %name, "deleting removed topics: {e}");
-                    // Kept in the status, so the deletion is tried again.
-                    undeleted = removed_topics(&previous.topics, &cluster.topics)
-                        .into_iter()
-                        .map(|topic| TopicStatus {
-                            name: topic,
-                            state: TopicPhase::Error,
-                            message: Some(format!("deleting the topic failed: {e}")),
-                            ..Default::default()
-                        })
-                        .collect();
-                    kafka_problem.get_or_insert(e.to_string());
-                }
-            }
-        }
-        match reconcile_topics(admin, &cluster.topics, &previous.topics).await {
-            Ok(mut topics) => {
-                topics.append(&mut undeleted);
-                status.topics = topics;
-            }
             Err(e) => {
-                warn!(%namespace, %name, "topics: {e}");
-                kafka_problem.get_or_insert(e.to_string());
+                warn!(namespace = %seen.namespace(), name = %seen.name(), "leaders not moved back after the roll: {e}")
             }
         }
     }
+    Ok(Rollout { done, message })
+}
 
-    // What Kafka itself says about the cluster's identity and members.
-    if let Some(admin) = admin.as_deref() {
-        match admin.snapshot().await {
-            Ok(snapshot) => {
-                let mut ids: Vec<i32> = snapshot
-                    .broker_ids()
-                    .into_iter()
-                    .chain(snapshot.fenced_brokers.iter().copied())
-                    .collect();
-                ids.sort_unstable();
-                ids.dedup();
-                status.broker_ids = ids;
-                if let (Some(ours), Some(theirs)) = (&status.cluster_id, &snapshot.cluster_id)
-                    && cluster.is_kraft()
-                    && ours != theirs
-                {
-                    kafka_problem.get_or_insert(format!(
-                        "Kafka reports cluster id {theirs}, but this KafkaCluster formats its volumes with {ours}: new brokers would not join; set spec.clusterId to {theirs}"
-                    ));
-                }
-            }
-            Err(e) => {
-                kafka_problem.get_or_insert(e.to_string());
-            }
-        }
-    }
+/// Topics that were removed from the spec but could not be deleted: kept in the status, so the
+/// deletion is tried again.
+fn undeleted_topics(
+    previous: &[TopicStatus],
+    cluster: &Cluster,
+    problem: &KafkaError,
+) -> Vec<TopicStatus> {
+    removed_topics(previous, &cluster.topics)
+        .into_iter()
+        .map(|topic| TopicStatus {
+            name: topic,
+            state: TopicPhase::Error,
+            message: Some(format!("deleting the topic failed: {problem}")),
+            ..Default::default()
+        })
+        .collect()
+}
 
-    let broker_sts = applied
-        .iter()
-        .find(|s| s.name_any() == names::broker_statefulset(&name));
-    let controller_sts = applied
-        .iter()
-        .find(|s| s.name_any() == names::controller_statefulset(&name));
-    let ready = |s: Option<&StatefulSet>| {
-        s.and_then(|s| s.status.as_ref())
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0)
+/// Topics, once Kafka answers and no broker is leaving.
+async fn manage_topics(ctx: &Context, seen: &Seen, round: &mut Round, outcome: &ScaleOutcome) {
+    let Some(admin) = seen.look() else {
+        return;
     };
+    if outcome.operation.is_some() {
+        return;
+    }
+    let (cluster, previous) = (&seen.cluster, &seen.previous.topics);
+    let mut undeleted = Vec::new();
+    if !cluster.delete_removed_topics {
+        // Said once: the next status no longer lists the topic.
+        for topic in removed_topics(previous, &cluster.topics) {
+            ctx.event(
+                &seen.kc,
+                EventType::Normal,
+                "TopicUnmanaged",
+                "Topics",
+                format!("topic {topic} was removed from spec.topics: it stays in Kafka with its data and is no longer managed (deleteRemovedTopics: true deletes such topics)"),
+            )
+            .await;
+        }
+    } else {
+        match delete_removed_topics(admin, previous, &cluster.topics).await {
+            Ok(deleted) => {
+                for topic in deleted {
+                    ctx.event(
+                        &seen.kc,
+                        EventType::Normal,
+                        "TopicDeleted",
+                        "DeleteTopic",
+                        format!("deleted topic {topic}: it was removed from spec.topics and deleteRemovedTopics is on"),
+                    )
+                    .await;
+                }
+            }
+            Err(e) => {
+                warn!(namespace = %seen.namespace(), name = %seen.name(), "deleting removed topics: {e}");
+                undeleted = undeleted_topics(previous, cluster, &e);
+                round.kafka_trouble(e.to_string());
+            }
+        }
+    }
+    match reconcile_topics(admin, &cluster.topics, previous).await {
+        Ok(mut topics) => {
+            topics.append(&mut undeleted);
+            round.status.topics = topics;
+        }
+        Err(e) => {
+            warn!(namespace = %seen.namespace(), name = %seen.name(), "topics: {e}");
+            round.kafka_trouble(e.to_string());
+        }
+    }
+}
+
+/// The brokers Kafka knows (live or fenced), and a problem when a KRaft cluster reports another
+/// id than the one this KafkaCluster formats its volumes with.
+fn membership(
+    snapshot: &ClusterSnapshot,
+    ours: Option<&str>,
+    kraft: bool,
+) -> (Vec<i32>, Option<String>) {
+    let mut ids: Vec<i32> = snapshot
+        .broker_ids()
+        .into_iter()
+        .chain(snapshot.fenced_brokers.iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let problem = match (ours, &snapshot.cluster_id) {
+        (Some(ours), Some(theirs)) if kraft && ours != theirs => Some(format!(
+            "Kafka reports cluster id {theirs}, but this KafkaCluster formats its volumes with {ours}: new brokers would not join; set spec.clusterId to {theirs}"
+        )),
+        _ => None,
+    };
+    (ids, problem)
+}
+
+/// What Kafka itself says about the cluster's identity and members.
+async fn record_membership(seen: &Seen, round: &mut Round) {
+    let Some(admin) = seen.look() else {
+        return;
+    };
+    match admin.snapshot().await {
+        Ok(snapshot) => {
+            let (ids, problem) = membership(
+                &snapshot,
+                round.status.cluster_id.as_deref(),
+                seen.cluster.is_kraft(),
+            );
+            round.status.broker_ids = ids;
+            if let Some(problem) = problem {
+                round.kafka_trouble(problem);
+            }
+        }
+        Err(e) => round.kafka_trouble(e.to_string()),
+    }
+}
+
+/// When to look at the cluster again, before any back-off for Kafka trouble.
+fn next_look(
+    operation: bool,
+    rolled_out: bool,
+    phase: Phase,
+    busy: bool,
+    topics_settling: bool,
+) -> Duration {
+    if operation || !rolled_out {
+        OPERATION_POLL
+    } else if phase == Phase::Running && !busy && !topics_settling {
+        RESYNC
+    } else {
+        PROGRESS
+    }
+}
+
+/// Writes what the reconcile saw and did: status, conditions and the events of what changed;
+/// when to look again.
+async fn report(
+    ctx: &Context,
+    seen: &Seen,
+    round: Round,
+    outcome: &ScaleOutcome,
+    applied: &[StatefulSet],
+    rollout: Rollout,
+) -> Result<Action> {
+    let Round {
+        mut status,
+        mut version,
+        kafka_problem,
+        now,
+    } = round;
+    let (cluster, name) = (&seen.cluster, seen.name());
+    let find = |n: String| applied.iter().find(|s| s.name_any() == n);
+    let broker_sts = find(names::broker_statefulset(name));
+    let controller_sts = find(names::controller_statefulset(name));
     // A roll's clock starts with the roll and restarts with each pod it restarts.
-    if rolled_out {
+    if rollout.done {
         status.roll_progressed_at = None;
     } else if status.roll_progressed_at.is_none() {
         status.roll_progressed_at = Some(now.to_string());
     }
     let stuck = match &outcome.operation {
         Some(op) => stuck::operation(op, &cluster.rebalance, now),
-        None if !rolled_out => stuck::roll(
+        None if !rollout.done => stuck::roll(
             status.roll_progressed_at.as_deref(),
-            rollout.as_deref(),
+            rollout.message.as_deref(),
             &cluster.rebalance,
             now,
         ),
@@ -462,33 +682,32 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
     };
     let observed = Observed {
         desired_brokers: cluster.broker_count,
-        broker_replicas,
-        ready_brokers: ready(broker_sts),
+        broker_replicas: outcome.broker_replicas,
+        ready_brokers: ready_replicas(broker_sts),
         desired_controllers: cluster.controller_count(),
-        ready_controllers: ready(controller_sts),
-        rolled_out,
-        rollout: rollout.clone(),
+        ready_controllers: ready_replicas(controller_sts),
+        rolled_out: rollout.done,
+        rollout: rollout.message,
         scale_down_blocked: outcome.blocked.clone(),
         invalid_spec: None,
         operation: outcome.operation.clone(),
         kafka_problem,
         stuck,
     };
-
     announce_changes(
-        &kc,
+        &seen.kc,
         ctx,
-        existing.as_ref(),
+        seen.brokers.as_ref(),
         broker_sts,
-        &previous,
+        &seen.previous,
         &observed,
     )
     .await;
 
-    status.brokers = broker_replicas;
+    status.brokers = outcome.broker_replicas;
     status.ready_brokers = observed.ready_brokers;
     status.selector = Some(names::selector_string(&names::pod_selector(
-        &name,
+        name,
         Role::Broker,
     )));
     let topics_settling = status
@@ -496,16 +715,16 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
         .iter()
         .any(|t| !matches!(t.state, TopicPhase::Ready | TopicPhase::Error));
     let kafka_trouble = observed.kafka_problem.is_some();
-    let phase = finish_status(&kc, ctx, status, &observed, &mut version).await?;
-    let next = if outcome.operation.is_some() || !rolled_out {
-        OPERATION_POLL
-    } else if phase == Phase::Running && !outcome.busy && !topics_settling {
-        RESYNC
-    } else {
-        PROGRESS
-    };
+    let phase = finish_status(&seen.kc, ctx, status, &observed, &mut version).await?;
+    let next = next_look(
+        outcome.operation.is_some(),
+        observed.rolled_out,
+        phase,
+        outcome.busy,
+        topics_settling,
+    );
     Ok(Action::requeue(ctx.kafka_backoff(
-        &format!("{namespace}/{name}"),
+        &format!("{}/{name}", seen.namespace()),
         kafka_trouble,
         next,
     )))
@@ -1020,6 +1239,165 @@ mod tests {
         assert_eq!(
             cluster_id_decision(&adopting, &stored(KEPT), None).await,
             ClusterId::Keep
+        );
+    }
+
+    fn broker_statefulset(replicas: i32, ready: i32) -> StatefulSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "c-broker"},
+            "spec": {"replicas": replicas, "selector": {}, "serviceName": "c", "template": {}},
+            "status": {"replicas": replicas, "readyReplicas": ready},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_scale_input_counts_every_broker_that_may_hold_data() {
+        let cluster = kraft("brokerCount: 2");
+        let recorded = KafkaClusterStatus {
+            brokers: 5,
+            ..Default::default()
+        };
+        let sts = broker_statefulset(3, 2);
+        let input = scale_input(&cluster, &recorded, Some(&sts), &[], Timestamp::UNIX_EPOCH);
+        assert_eq!(input.desired, 2);
+        // A hand edit of the StatefulSet down to 3 does not hide brokers 3 and 4.
+        assert_eq!(input.running, Some(5));
+        assert_eq!(input.statefulset_replicas, Some(3));
+        assert_eq!(input.ready_brokers, 2);
+        assert!(input.kraft && input.operation.is_none());
+        let new = scale_input(
+            &cluster,
+            &KafkaClusterStatus::default(),
+            None,
+            &[],
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(
+            (new.running, new.statefulset_replicas, new.ready_brokers),
+            (None, None, 0)
+        );
+    }
+
+    #[test]
+    fn kafka_trouble_keeps_the_brokers_and_says_why_a_drain_waits() {
+        let cluster = kraft("brokerCount: 2");
+        let sts = broker_statefulset(3, 3);
+        let mut input = scale_input(
+            &cluster,
+            &KafkaClusterStatus::default(),
+            Some(&sts),
+            &[],
+            Timestamp::UNIX_EPOCH,
+        );
+        let trouble = KafkaError::timeout("snapshot", Duration::from_secs(30));
+        let held = scaling_waits_for_kafka(&input, &trouble);
+        assert_eq!(held.broker_replicas, 3);
+        assert!(held.busy && held.operation.is_none());
+        let why = held.blocked.unwrap();
+        assert!(
+            why.contains("lowered to 2") && why.contains("timed out"),
+            "{why}"
+        );
+
+        // An operation in progress waits where it is, and nothing is blocked.
+        input.operation = Some(crate::api::Operation {
+            kind: crate::api::OperationKind::ScaleDown,
+            target_brokers: 2,
+            leaving_brokers: vec![2],
+            ..Default::default()
+        });
+        let waiting = scaling_waits_for_kafka(&input, &trouble);
+        assert_eq!(waiting.operation, input.operation);
+        assert_eq!((waiting.broker_replicas, waiting.blocked), (3, None));
+    }
+
+    #[test]
+    fn membership_lists_fenced_brokers_and_a_foreign_cluster_id() {
+        let broker = |id| crate::kafka::Broker {
+            id,
+            host: format!("b{id}"),
+            port: 9092,
+            rack: None,
+        };
+        let snapshot = ClusterSnapshot {
+            cluster_id: Some("Q2x1c3RlckZyb21FbHNld2g".into()),
+            brokers: vec![broker(0), broker(2)],
+            fenced_brokers: vec![1, 2],
+            ..Default::default()
+        };
+        let (ids, problem) = membership(&snapshot, Some("Q2x1c3RlckZyb21IZXJlIQ"), true);
+        assert_eq!(ids, vec![0, 1, 2]);
+        let problem = problem.unwrap();
+        assert!(
+            problem.contains("set spec.clusterId to Q2x1c3RlckZyb21FbHNld2g"),
+            "{problem}"
+        );
+        let same = membership(&snapshot, Some("Q2x1c3RlckZyb21FbHNld2g"), true);
+        assert_eq!(same.1, None);
+        // ZooKeeper mode: the id is Kafka's own, nothing of ours to compare.
+        assert_eq!(membership(&snapshot, Some("x"), false).1, None);
+    }
+
+    #[test]
+    fn topics_not_deleted_stay_in_the_status_to_be_tried_again() {
+        let cluster =
+            kraft("brokerCount: 1\ntopics: [{name: kept, partitions: 1, replicationFactor: 1}]");
+        let listed = |name: &str| TopicStatus {
+            name: name.into(),
+            state: TopicPhase::Ready,
+            ..Default::default()
+        };
+        let trouble = KafkaError::timeout("DeleteTopics", Duration::from_secs(30));
+        let left = undeleted_topics(&[listed("kept"), listed("gone")], &cluster, &trouble);
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            (left[0].name.as_str(), left[0].state),
+            ("gone", TopicPhase::Error)
+        );
+        assert!(
+            left[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("DeleteTopics timed out")
+        );
+    }
+
+    #[test]
+    fn a_busy_cluster_is_looked_at_sooner_than_a_settled_one() {
+        assert_eq!(
+            next_look(true, true, Phase::Running, false, false),
+            OPERATION_POLL
+        );
+        assert_eq!(
+            next_look(false, false, Phase::Restarting, false, false),
+            OPERATION_POLL
+        );
+        assert_eq!(next_look(false, true, Phase::Running, false, false), RESYNC);
+        assert_eq!(
+            next_look(false, true, Phase::Running, false, true),
+            PROGRESS
+        );
+        assert_eq!(
+            next_look(false, true, Phase::Running, true, false),
+            PROGRESS
+        );
+        assert_eq!(
+            next_look(false, true, Phase::Creating, false, false),
+            PROGRESS
+        );
+    }
+
+    #[test]
+    fn the_first_kafka_problem_of_a_round_is_the_one_reported() {
+        let kc = KafkaCluster::new("c", serde_yaml::from_str("brokerCount: 1").unwrap());
+        let mut round = Round::start(&kc);
+        round.kafka_trouble("spec.clusterId is not the running cluster's".into());
+        round.kafka_trouble("snapshot timed out".into());
+        assert_eq!(
+            round.kafka_problem.as_deref(),
+            Some("spec.clusterId is not the running cluster's")
         );
     }
 

@@ -16,6 +16,7 @@ pub mod error;
 #[cfg(test)]
 pub mod model;
 pub mod protocol;
+pub mod shared;
 pub mod throttle;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +24,7 @@ use std::fmt;
 
 pub use client::{AddressOverride, KafkaClient, KafkaClientConfig};
 pub use error::{KafkaError, Result};
+pub use shared::SharedSnapshot;
 pub use throttle::Throttle;
 
 /// A Kafka node id (brokers are their pod ordinal).
