@@ -122,6 +122,18 @@ impl Round {
         }
     }
 
+    /// Writes the status built so far, before what follows acts on it.
+    async fn record(&mut self, ctx: &Context, seen: &Seen) -> Result<()> {
+        patch_status(
+            ctx,
+            seen.namespace(),
+            seen.name(),
+            &self.status,
+            &mut self.version,
+        )
+        .await
+    }
+
     fn kafka_trouble(&mut self, problem: String) {
         self.kafka_problem.get_or_insert(problem);
     }
@@ -251,14 +263,7 @@ async fn settle_cluster_id(ctx: &Context, seen: &Seen, round: &mut Round) -> Res
         ClusterId::Keep => {}
         ClusterId::Set { id, adopted } => {
             round.status.cluster_id = Some(id.clone());
-            patch_status(
-                ctx,
-                seen.namespace(),
-                seen.name(),
-                &round.status,
-                &mut round.version,
-            )
-            .await?;
+            round.record(ctx, seen).await?;
             if adopted {
                 let message = format!(
                     "cluster id {id} from spec.clusterId: volumes formatted with it are used, new ones get it"
@@ -392,14 +397,7 @@ async fn advance_scaling(ctx: &Context, seen: &Seen, round: &mut Round) -> Resul
     if outcome.operation.as_ref() != previous || resizing {
         round.status.operation = outcome.operation.clone();
         round.status.brokers = round.status.brokers.max(outcome.broker_replicas);
-        patch_status(
-            ctx,
-            seen.namespace(),
-            seen.name(),
-            &round.status,
-            &mut round.version,
-        )
-        .await?;
+        round.record(ctx, seen).await?;
     }
     round.status.operation = outcome.operation.clone();
     Ok(outcome)
