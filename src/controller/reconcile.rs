@@ -173,7 +173,7 @@ impl Seen {
     }
 }
 
-/// The broker StatefulSet's replicas as Kubernetes has them.
+/// A StatefulSet's replicas as Kubernetes has them.
 fn replicas(sts: Option<&StatefulSet>) -> Option<i32> {
     sts.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas)
 }
@@ -588,20 +588,15 @@ fn membership(
     ours: Option<&str>,
     kraft: bool,
 ) -> (Vec<i32>, Option<String>) {
-    let mut ids: Vec<i32> = snapshot
-        .broker_ids()
-        .into_iter()
-        .chain(snapshot.fenced_brokers.iter().copied())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let mut ids = snapshot.broker_ids();
+    ids.extend(&snapshot.fenced_brokers);
     let problem = match (ours, &snapshot.cluster_id) {
         (Some(ours), Some(theirs)) if kraft && ours != theirs => Some(format!(
             "Kafka reports cluster id {theirs}, but this KafkaCluster formats its volumes with {ours}: new brokers would not join; set spec.clusterId to {theirs}"
         )),
         _ => None,
     };
-    (ids, problem)
+    (ids.into_iter().collect(), problem)
 }
 
 /// What Kafka itself says about the cluster's identity and members.
@@ -897,8 +892,6 @@ async fn announce_changes(
     previous: &KafkaClusterStatus,
     observed: &Observed,
 ) {
-    let replicas =
-        |s: Option<&StatefulSet>| s.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas);
     let hash = |s: Option<&StatefulSet>| {
         s.and_then(|s| s.spec.as_ref())
             .and_then(|s| s.template.metadata.as_ref())
