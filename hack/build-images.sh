@@ -6,9 +6,11 @@
 #   kafka      apache/kafka:<KAFKA_VERSION>: the official image's layout (Kafka under /opt/kafka
 #              with its bin/ scripts, user appuser, uid 1000) on a Debian JRE; the same for
 #              KAFKA_ZK_VERSION (kafka-zookeeper-mode) or any version (kafka:VERSION)
+#   cp-kafka   confluentinc/cp-kafka:latest, what that tag is (Confluent Platform 8: Kafka 4,
+#              KRaft only): the Confluent Platform layout (tools on the PATH without .sh, jars in
+#              /usr/share/java/kafka) with the jars of KAFKA_VERSION
 #   cp-kafka-zookeeper-mode
-#              confluentinc/cp-kafka:<CP_ZK_TAG>: the Confluent Platform layout (tools on the PATH
-#              without .sh, jars in /usr/share/java/kafka) with the jars of KAFKA_ZK_VERSION
+#              confluentinc/cp-kafka:<CP_ZK_TAG>: the same layout with the jars of KAFKA_ZK_VERSION
 #   zookeeper  zookeeper:<ZOOKEEPER_VERSION>: the official image's layout and ZOO_* variables
 #   jmx-exporter
 #              bitnamilegacy/jmx-exporter:<JMX_EXPORTER_VERSION>, the brokers' JMX exporter
@@ -16,8 +18,9 @@
 #              /opt/bitnami/jmx-exporter, uid 1001) around the exporter's collector from Maven
 #   operator   kafka-operator:<crate version>: `cargo build --release -p kafka-operator` on a
 #              distroless-like Debian base (libc6, libgcc-s1, CA certificates; user 65532)
-# Usage: hack/build-images.sh [pause|kafka|kafka-zookeeper-mode|kafka:VERSION|cp-kafka-zookeeper-mode|zookeeper|jmx-exporter|operator]...
-#        (default: pause, kafka, cp-kafka-zookeeper-mode, zookeeper, jmx-exporter and operator)
+# Usage: hack/build-images.sh [pause|kafka|kafka-zookeeper-mode|kafka:VERSION|cp-kafka|cp-kafka-zookeeper-mode|zookeeper|jmx-exporter|operator]...
+#        (default: pause, kafka, cp-kafka, cp-kafka-zookeeper-mode, zookeeper, jmx-exporter and
+#        operator)
 #        hack/build-images.sh --archive REF               prints where REF's archive is
 # The Debian root filesystems come from the machine's own apt sources (mmdebstrap, see
 # hack/node-deps.sh), each built once and shared by every image on it. Idempotent: an image
@@ -530,7 +533,7 @@ build_operator() {
 }
 
 wanted=("$@")
-((${#wanted[@]} > 0)) || wanted=(pause kafka cp-kafka-zookeeper-mode zookeeper jmx-exporter operator)
+((${#wanted[@]} > 0)) || wanted=(pause kafka cp-kafka cp-kafka-zookeeper-mode zookeeper jmx-exporter operator)
 for image in "${wanted[@]}"; do
   case "$image" in
     pause) build_pause ;;
@@ -538,6 +541,8 @@ for image in "${wanted[@]}"; do
     # The default image of ZooKeeper mode (the last Kafka line that had it); built on demand.
     kafka-zookeeper-mode) build_kafka "$KAFKA_ZK_VERSION" ;;
     kafka:*) build_kafka "${image#kafka:}" ;;
+    # The original example's image: Confluent Platform 8 runs Kafka 4.
+    cp-kafka) build_cp_kafka latest "$KAFKA_VERSION" ;;
     # What an unpinned confluentinc/cp-kafka runs in ZooKeeper mode (the operator's
     # CONFLUENT_ZOOKEEPER_MODE_TAG), on the Kafka line of that release.
     cp-kafka-zookeeper-mode) build_cp_kafka "$CP_ZK_TAG" "$KAFKA_ZK_VERSION" ;;
@@ -546,7 +551,7 @@ for image in "${wanted[@]}"; do
     jmx-exporter) build_jmx_exporter "$JMX_EXPORTER_VERSION" "$JMX_EXPORTER_METRICS_VERSION" ;;
     operator) build_operator ;;
     *)
-      echo "unknown image $image (known: pause, kafka, kafka-zookeeper-mode, kafka:VERSION, cp-kafka-zookeeper-mode, zookeeper, jmx-exporter, operator)" >&2
+      echo "unknown image $image (known: pause, kafka, kafka-zookeeper-mode, kafka:VERSION, cp-kafka, cp-kafka-zookeeper-mode, zookeeper, jmx-exporter, operator)" >&2
       exit 1
       ;;
   esac

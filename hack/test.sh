@@ -9,11 +9,12 @@ cd "$root"
 # Each step says when it starts, in seconds since the suite began.
 step() { printf '\n== [%ss] %s\n' "$SECONDS" "$*"; }
 
-step "testbed: Kubernetes, Kafka jars, the node's packages, CoreDNS and images (cached in ${KAFKA_OPERATOR_CACHE:-~/.cache/kafka-operator})"
+step "testbed: Kubernetes, Kafka jars, the node's packages, CoreDNS, crane and images (cached in ${KAFKA_OPERATOR_CACHE:-~/.cache/kafka-operator})"
 hack/build-k8s.sh
 hack/fetch-kafka.sh
 hack/node-deps.sh
-hack/build-coredns.sh
+hack/build-go-tool.sh coredns
+hack/build-go-tool.sh crane
 hack/build-images.sh
 
 step "formatting"

@@ -14,7 +14,7 @@ CP_ZK_TAG=7.9.11
 # jmx_exporter release builds on (its parent pom's prometheus.metrics.version).
 JMX_EXPORTER_VERSION=1.1.0
 JMX_EXPORTER_METRICS_VERSION=1.3.4
-# The node's cluster DNS (hack/build-coredns.sh).
+# The node's cluster DNS (hack/build-go-tool.sh coredns).
 COREDNS_VERSION=v1.15.0
 # The Debian release the images' root filesystems come from (from the machine's own apt
 # sources, hack/build-images.sh), and the JRE the Kafka images run on.
@@ -22,3 +22,6 @@ DEBIAN_SUITE=bookworm
 KAFKA_IMAGE_JRE=openjdk-17-jre-headless
 # containerd's sandbox image; the testbed builds it (hack/images/pause.c).
 PAUSE_IMAGE=kafka-operator-testbed/pause:1
+# The node's image registry and its client, go-containerregistry's crane (hack/build-go-tool.sh
+# crane): it serves the images Kubernetes pulls on every start, such as confluentinc/cp-kafka:latest.
+CRANE_VERSION=v0.22.1

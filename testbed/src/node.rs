@@ -327,6 +327,8 @@ struct NodePaths {
     containerd_root: PathBuf,
     containerd_state: PathBuf,
     cni_config: PathBuf,
+    /// containerd's registry hosts (`<registry>/hosts.toml`).
+    registry_hosts: PathBuf,
     cni_ipam: PathBuf,
     kubelet_root: PathBuf,
     pod_logs: PathBuf,
@@ -344,6 +346,7 @@ impl NodePaths {
             containerd_root: dir.join("containerd/root"),
             containerd_state: dir.join("containerd/state"),
             cni_config: dir.join("cni/net.d"),
+            registry_hosts: dir.join("containerd/certs.d"),
             cni_ipam: dir.join("cni/ipam"),
             kubelet_root: dir.join("kubelet"),
             pod_logs: dir.join("pod-logs"),
@@ -376,6 +379,7 @@ pub struct LocalNode {
     proxy: Option<ManagedProcess>,
     scheduler: Option<ManagedProcess>,
     coredns: Option<ManagedProcess>,
+    registry: Option<ManagedProcess>,
     network: Option<NodeNetwork>,
 }
 
@@ -448,10 +452,12 @@ impl LocalNode {
             proxy: None,
             scheduler: None,
             coredns: None,
+            registry: None,
             network: Some(network),
         };
         // On any error below, drop tears down whatever had started.
-        node.start_containerds(&images).await?;
+        let registry = node.start_registry(&images.served).await?;
+        node.start_containerds(&images.imported, registry).await?;
         node.start_coredns(kube).await?;
         node.start_scheduler(kube, &bin)?;
         // The kubelets before kube-proxy: kube-proxy waits up to 30 s for its Node object,
@@ -554,7 +560,9 @@ impl LocalNode {
     }
 
     /// Starts every node's containerd, then imports the images into all of them at once.
-    async fn start_containerds(&mut self, images: &[PathBuf]) -> anyhow::Result<()> {
+    /// `registry` is the port of the testbed's registry on 127.0.0.1, which every containerd
+    /// takes for docker.io (see [`LocalNode::start_registry`]).
+    async fn start_containerds(&mut self, images: &[PathBuf], registry: u16) -> anyhow::Result<()> {
         let pause = pinned_version("PAUSE_IMAGE")?;
         let gateway = self.ip();
         for member in &mut self.members {
@@ -636,13 +644,29 @@ oom_score = 0
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
     max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{hosts}"
 "#,
                 root = p.containerd_root.display(),
                 state = p.containerd_state.display(),
                 socket = p.containerd_socket.display(),
                 cni = p.cni_config.display(),
+                hosts = p.registry_hosts.display(),
             );
             std::fs::write(&p.containerd_config, config)?;
+            let docker_io = p.registry_hosts.join("docker.io");
+            std::fs::create_dir_all(&docker_io)?;
+            std::fs::write(
+                docker_io.join("hosts.toml"),
+                format!(
+                    r#"# docker.io is the testbed's registry on this machine: no pull leaves it.
+server = "http://127.0.0.1:{registry}"
+
+[host."http://127.0.0.1:{registry}"]
+  capabilities = ["pull", "resolve"]
+"#
+                ),
+            )?;
             member.containerd = Some(ManagedProcess::spawn(
                 "containerd",
                 Path::new("containerd"),
@@ -680,6 +704,64 @@ oom_score = 0
             result.context("importing images")??;
         }
         Ok(())
+    }
+
+    /// The node's image registry: go-containerregistry's (`crane registry serve`) on
+    /// 127.0.0.1, which every containerd takes for docker.io, serving `served` (pushed with
+    /// `crane push`). Blobs are kept under the cache, so an unchanged image is not uploaded
+    /// again; tags live in the registry's memory and are pushed at each start. Returns its port.
+    async fn start_registry(&mut self, served: &[(String, PathBuf)]) -> anyhow::Result<u16> {
+        let crane = crane_binary()?;
+        let port = free_port()?;
+        let blobs = crate::process::cache_dir().join("registry/blobs");
+        std::fs::create_dir_all(&blobs)?;
+        let registry = self.registry.insert(ManagedProcess::spawn(
+            "registry",
+            &crane,
+            &[
+                "registry".into(),
+                "serve".into(),
+                format!("--address=127.0.0.1:{port}"),
+                format!("--disk={}", blobs.display()),
+            ],
+            &self.members[0].paths.logs.join("registry.log"),
+        )?);
+        wait_for("the registry to answer", Duration::from_secs(30), || {
+            if registry.has_exited() {
+                return Err(anyhow::anyhow!(
+                    "the registry exited:\n{}",
+                    registry.log_tail(30)
+                ));
+            }
+            Ok(http_ok(port, "/v2/"))
+        })
+        .await?;
+        for (reference, archive) in served {
+            let (repository, tag) = docker_io_repository(reference).with_context(|| {
+                format!("{reference} is not a docker.io image; the node's registry serves only docker.io")
+            })?;
+            let target = format!("127.0.0.1:{port}/{repository}:{tag}");
+            let started = Instant::now();
+            let out = tokio::process::Command::new(&crane)
+                .args(["push", "--insecure"])
+                .arg(archive)
+                .arg(&target)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .with_context(|| format!("running {}", crane.display()))?;
+            ensure!(
+                out.status.success(),
+                "pushing {} to the node's registry as {target} failed: {}",
+                archive.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            tracing::info!(
+                "the node's registry serves {reference} ({:?} to push)",
+                started.elapsed()
+            );
+        }
+        Ok(port)
     }
 
     /// CoreDNS runs on this machine rather than in a pod: it must answer before any pod starts
@@ -977,6 +1059,7 @@ maxPods: 110
             self.proxy.take(),
             self.scheduler.take(),
             self.coredns.take(),
+            self.registry.take(),
         ]
         .into_iter()
         .flatten()
@@ -1534,8 +1617,16 @@ fn coredns_binary() -> anyhow::Result<PathBuf> {
         .join("bin/coredns"))
 }
 
+fn crane_binary() -> anyhow::Result<PathBuf> {
+    let version = pinned_version("CRANE_VERSION")?;
+    Ok(crate::process::cache_dir()
+        .join("crane")
+        .join(version)
+        .join("bin/crane"))
+}
+
 /// Builds what the node runs that is missing: kubelet, kube-proxy and kube-scheduler
-/// (`hack/build-k8s.sh`), CoreDNS (`hack/build-coredns.sh`).
+/// (`hack/build-k8s.sh`), CoreDNS and the registry (`hack/build-go-tool.sh`).
 async fn ensure_node_binaries() -> anyhow::Result<PathBuf> {
     let bin = bin_dir();
     if !["kubelet", "kube-proxy", "kube-scheduler"]
@@ -1545,7 +1636,10 @@ async fn ensure_node_binaries() -> anyhow::Result<PathBuf> {
         run_script("hack/build-k8s.sh", &[]).await?;
     }
     if !coredns_binary()?.exists() {
-        run_script("hack/build-coredns.sh", &[]).await?;
+        run_script("hack/build-go-tool.sh", &["coredns"]).await?;
+    }
+    if !crane_binary()?.exists() {
+        run_script("hack/build-go-tool.sh", &["crane"]).await?;
     }
     Ok(bin)
 }
@@ -1557,15 +1651,17 @@ pub fn image_archive(reference: &str) -> PathBuf {
         .join(format!("{}.tar", reference.replace(['/', ':'], "_")))
 }
 
-/// The references of the images every node imports: the sandbox, the default Kafka image, the
-/// images the original example and `examples/manual-zookeeper.yaml` run (an unpinned
-/// `confluentinc/cp-kafka` in ZooKeeper mode runs the last Confluent release with ZooKeeper),
+/// The references of the images every node has: the sandbox, the default Kafka image, the
+/// images the original example and `examples/manual-zookeeper.yaml` run (its
+/// `confluentinc/cp-kafka:latest`; an unpinned `confluentinc/cp-kafka` in ZooKeeper mode runs
+/// the last Confluent release with ZooKeeper),
 /// the JMX exporter sidecar of a cluster with `jmxSidecar: true` and the operator's (the one
 /// `deploy/` names).
 pub fn default_images() -> anyhow::Result<Vec<String>> {
     Ok(vec![
         pinned_version("PAUSE_IMAGE")?,
         format!("apache/kafka:{}", pinned_version("KAFKA_VERSION")?),
+        "confluentinc/cp-kafka:latest".into(),
         format!("confluentinc/cp-kafka:{}", pinned_version("CP_ZK_TAG")?),
         format!("zookeeper:{}", pinned_version("ZOOKEEPER_VERSION")?),
         format!(
@@ -1576,24 +1672,77 @@ pub fn default_images() -> anyhow::Result<Vec<String>> {
     ])
 }
 
+/// The images of a node: those imported into every containerd, and those its registry serves,
+/// with their archives.
+struct NodeImages {
+    imported: Vec<PathBuf>,
+    served: Vec<(String, PathBuf)>,
+}
+
 /// Brings the image archives up to date (`hack/build-images.sh` rebuilds only what changed,
-/// the operator's image when its binary did) and returns them.
-async fn ensure_images(options: &NodeOptions) -> anyhow::Result<Vec<PathBuf>> {
+/// the operator's image when its binary did) and returns them. An image Kubernetes pulls on
+/// every start ([`pulled_on_every_start`]) is served by the node's registry, as its tag would
+/// be by a real one; the others are imported, as a node that pulled them before has them.
+async fn ensure_images(options: &NodeOptions) -> anyhow::Result<NodeImages> {
     run_script("hack/build-images.sh", &[]).await?;
     let mut references = default_images()?;
     references.extend(options.extra_images.iter().cloned());
-    references
-        .iter()
-        .map(|r| {
-            let archive = image_archive(r);
-            ensure!(
-                archive.exists(),
-                "no image archive for {r} at {}; build it with hack/build-images.sh",
-                archive.display()
-            );
-            Ok(archive)
-        })
-        .collect()
+    let mut images = NodeImages {
+        imported: Vec::new(),
+        served: Vec::new(),
+    };
+    for reference in references {
+        let archive = image_archive(&reference);
+        ensure!(
+            archive.exists(),
+            "no image archive for {reference} at {}; build it with hack/build-images.sh",
+            archive.display()
+        );
+        if pulled_on_every_start(&reference) {
+            images.served.push((reference, archive));
+        } else {
+            images.imported.push(archive);
+        }
+    }
+    Ok(images)
+}
+
+/// Whether Kubernetes pulls `reference` each time a container of it starts when the pod names
+/// no `imagePullPolicy`: its default is `Always` for the tag `latest` or no tag at all (and no
+/// digest), `IfNotPresent` otherwise.
+pub fn pulled_on_every_start(reference: &str) -> bool {
+    if reference.contains('@') {
+        return false;
+    }
+    let name = reference.rsplit('/').next().unwrap_or(reference);
+    match name.split_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => true,
+    }
+}
+
+/// The repository path and tag of a docker.io image reference in that registry's API
+/// (`zookeeper` is `library/zookeeper`), or None for another registry's reference.
+fn docker_io_repository(reference: &str) -> Option<(String, String)> {
+    let (name, tag) = match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (reference, "latest"),
+    };
+    let mut parts = name.splitn(2, '/');
+    let first = parts.next()?;
+    let path = match parts.next() {
+        None => format!("library/{first}"),
+        Some(rest) if first == "docker.io" || first == "index.docker.io" => {
+            if rest.contains('/') {
+                rest.to_string()
+            } else {
+                format!("library/{rest}")
+            }
+        }
+        Some(_) if first.contains(['.', ':']) || first == "localhost" => return None,
+        Some(rest) => format!("{first}/{rest}"),
+    };
+    Some((path, tag.to_string()))
 }
 
 async fn run_script(script: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -1807,6 +1956,51 @@ mod tests {
             NodePaths::new(1).dir.file_name().and_then(|n| n.to_str()),
             Some("kafka-operator-node-1")
         );
+    }
+
+    #[test]
+    fn images_with_the_latest_tag_or_none_are_pulled_on_every_start() {
+        for always in [
+            "confluentinc/cp-kafka:latest",
+            "confluentinc/cp-kafka",
+            "localhost:5000/kafka",
+            "registry.example:5000/confluentinc/cp-kafka:latest",
+        ] {
+            assert!(pulled_on_every_start(always), "{always}");
+        }
+        for present in [
+            "apache/kafka:4.3.2",
+            "registry.example:5000/confluentinc/cp-kafka:7.9.11",
+            "confluentinc/cp-kafka@sha256:0123",
+            "kafka-operator-testbed/pause:1",
+        ] {
+            assert!(!pulled_on_every_start(present), "{present}");
+        }
+    }
+
+    #[test]
+    fn docker_io_references_name_their_repository() {
+        let repository = |r: &str| docker_io_repository(r);
+        let pair = |p: &str, t: &str| Some((p.to_string(), t.to_string()));
+        assert_eq!(
+            repository("confluentinc/cp-kafka:latest"),
+            pair("confluentinc/cp-kafka", "latest")
+        );
+        assert_eq!(
+            repository("zookeeper:3.8.4"),
+            pair("library/zookeeper", "3.8.4")
+        );
+        assert_eq!(repository("zookeeper"), pair("library/zookeeper", "latest"));
+        assert_eq!(
+            repository("docker.io/confluentinc/cp-kafka"),
+            pair("confluentinc/cp-kafka", "latest")
+        );
+        assert_eq!(
+            repository("docker.io/busybox:1"),
+            pair("library/busybox", "1")
+        );
+        assert_eq!(repository("localhost:5000/kafka"), None);
+        assert_eq!(repository("quay.io/strimzi/kafka:latest"), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Several real nodes on this machine: three kubelets, each with its own containerd, pod range
 //! and local volumes, in zones `testbed-zone-a`, `-b` and `-c`, on one control plane with
-//! `deploy/` installed. The operator's own Deployment runs a KRaft cluster whose brokers the
-//! operator's anti-affinity spreads over the nodes; pods on one node reach pods on the others
+//! `deploy/` installed. The operator's own Deployment runs a KRaft cluster on the original
+//! example's `confluentinc/cp-kafka:latest` (which the kubelets pull from the node's registry on
+//! every start, as that tag is) whose brokers the operator's anti-affinity spreads over the nodes; pods on one node reach pods on the others
 //! and resolve them by the cluster's DNS. Beside it, the original project's example as written
 //! (ZooKeeper mode, `confluentinc/cp-kafka:latest`, a CPU per broker) with
 //! `examples/manual-zookeeper.yaml`.
@@ -211,6 +212,66 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
             "{pod}'s volume"
         );
     }
+
+    // The original example's image as written: `cp-kafka:latest`, which Kubernetes pulls on
+    // every start (its default policy for that tag), from the node's registry, and which is
+    // Kafka 4 with Confluent's layout.
+    for pod in brokers.iter().chain(&controllers) {
+        let pod = pods.get(pod).await.expect("pod");
+        let container = &pod.spec.as_ref().expect("spec").containers[0];
+        assert_eq!(
+            container.image.as_deref(),
+            Some("confluentinc/cp-kafka:latest"),
+            "{}",
+            pod.name_any()
+        );
+        assert_eq!(
+            container.image_pull_policy.as_deref(),
+            Some("Always"),
+            "{}",
+            pod.name_any()
+        );
+    }
+    let (ok, events, err) = kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            NS,
+            "--field-selector",
+            "involvedObject.name=kraft-0,reason=Pulled",
+            "-o",
+            "custom-columns=MESSAGE:.message",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        events.contains("Successfully pulled image \"confluentinc/cp-kafka:latest\""),
+        "the kubelet pulled no image for kraft-0: {events}"
+    );
+    let (ok, out, err) = kubectl(
+        &[
+            "exec",
+            "-n",
+            NS,
+            "kraft-0",
+            "--",
+            "sh",
+            "-c",
+            "command -v kafka-topics; kafka-topics --version",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("/usr/bin/kafka-topics"), "{out}");
+    assert!(
+        lines.any(|l| l.starts_with("4.")),
+        "cp-kafka:latest is Kafka 4: {out}"
+    );
 
     // The API server reaches every node's kubelet (logs) at the port the Node reports.
     for pod in brokers.iter().chain(&controllers) {

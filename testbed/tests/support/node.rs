@@ -309,13 +309,15 @@ pub async fn exec_in_client(ns: &str, script: &str) -> (bool, String, String) {
 }
 
 /// A small KRaft cluster `kraft`: 3 brokers and 3 controllers on local volumes, sized for two
-/// cores, with a topic `orders` of 3 replicas.
+/// cores, with a topic `orders` of 3 replicas, on the original example's image
+/// (`confluentinc/cp-kafka:latest`, which Kubernetes pulls on every start).
 pub const KRAFT_CLUSTER: &str = r#"apiVersion: krallistic.github.com/v1
 kind: KafkaCluster
 metadata:
   name: kraft
 spec:
   brokerCount: 3
+  image: confluentinc/cp-kafka:latest
   resources:
     cpu: 100m
     memory: 1Gi
