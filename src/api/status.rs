@@ -325,3 +325,22 @@ pub enum TopicPhase {
     #[serde(other)]
     Unknown,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_or_topic_state_this_version_does_not_know_reads_as_unknown_and_is_kept() {
+        for (step, name) in Step::KNOWN {
+            assert_eq!(Step::from(name.to_string()), step);
+            assert_eq!(String::from(step), name);
+        }
+        let newer: Step = serde_json::from_value(serde_json::json!("RemovingBrokers")).unwrap();
+        assert_eq!(newer, Step::Unknown("RemovingBrokers".into()));
+        // Written back as it was read: a newer operator finds its own step again.
+        assert_eq!(serde_json::to_value(&newer).unwrap(), "RemovingBrokers");
+        let state: TopicPhase = serde_json::from_value(serde_json::json!("Compacting")).unwrap();
+        assert_eq!(state, TopicPhase::Unknown);
+    }
+}

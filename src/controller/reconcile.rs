@@ -1,5 +1,6 @@
 //! One reconcile of one KafkaCluster: validate -> build -> apply -> status.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -302,6 +303,7 @@ fn scale_input(
     previous: &KafkaClusterStatus,
     brokers: Option<&StatefulSet>,
     pods: &[Pod],
+    lost_brokers: BTreeSet<i32>,
     now: Timestamp,
 ) -> ScaleInput {
     ScaleInput {
@@ -322,7 +324,28 @@ fn scale_input(
         delete_drained_volumes: cluster.pvc_retention.when_scaled == RetentionPolicy::Delete,
         now: now.to_string(),
         topics: cluster.topics.clone(),
+        lost_brokers,
     }
+}
+
+/// The broker ids of the lost-brokers annotation (none without it), or what is wrong with it.
+fn lost_brokers(kc: &KafkaCluster) -> std::result::Result<BTreeSet<i32>, String> {
+    let Some(value) = kc.annotations().get(names::LOST_BROKERS_ANNOTATION) else {
+        return Ok(BTreeSet::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            id.parse::<i32>().ok().filter(|id| *id >= 0).ok_or_else(|| {
+                format!(
+                    "the annotation {}={value:?} is not a list of broker ids such as \"3\" or \"3,4\"; no broker is taken as lost until it is",
+                    names::LOST_BROKERS_ANNOTATION
+                )
+            })
+        })
+        .collect()
 }
 
 /// Kafka trouble changes nothing: the brokers stay as they are, the operation waits.
@@ -346,11 +369,26 @@ fn scaling_waits_for_kafka(input: &ScaleInput, problem: &KafkaError) -> ScaleOut
 /// Scaling: what the broker StatefulSet may run now, and the operation in progress, recorded
 /// before anything acts on it.
 async fn advance_scaling(ctx: &Context, seen: &Seen, round: &mut Round) -> Result<ScaleOutcome> {
+    let lost = match lost_brokers(&seen.kc) {
+        Ok(lost) => lost,
+        Err(message) => {
+            ctx.event(
+                &seen.kc,
+                EventType::Warning,
+                "InvalidAnnotation",
+                "Scale",
+                message,
+            )
+            .await;
+            BTreeSet::new()
+        }
+    };
     let input = scale_input(
         &seen.cluster,
         &seen.previous,
         seen.brokers.as_ref(),
         &seen.pods,
+        lost,
         round.now,
     );
     // Starting an operation may rest on the reconcile's first look; one in progress reads afresh.
@@ -1243,6 +1281,28 @@ mod tests {
     }
 
     #[test]
+    fn lost_brokers_are_read_from_the_annotation() {
+        let annotated = |value: Option<&str>| {
+            let mut kc = KafkaCluster::new("c", serde_yaml::from_str("brokerCount: 3").unwrap());
+            if let Some(v) = value {
+                kc.metadata.annotations =
+                    Some([(names::LOST_BROKERS_ANNOTATION.to_string(), v.to_string())].into());
+            }
+            lost_brokers(&kc)
+        };
+        assert_eq!(annotated(None), Ok(BTreeSet::new()));
+        assert_eq!(annotated(Some("3")), Ok(BTreeSet::from([3])));
+        assert_eq!(annotated(Some(" 3, 4 ,")), Ok(BTreeSet::from([3, 4])));
+        for bad in ["kafka-3", "3;4", "-1"] {
+            let why = annotated(Some(bad)).expect_err(bad);
+            assert!(
+                why.contains(names::LOST_BROKERS_ANNOTATION) && why.contains("3,4"),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
     fn the_scale_input_counts_every_broker_that_may_hold_data() {
         let cluster = kraft("brokerCount: 2");
         let recorded = KafkaClusterStatus {
@@ -1250,7 +1310,14 @@ mod tests {
             ..Default::default()
         };
         let sts = broker_statefulset(3, 2);
-        let input = scale_input(&cluster, &recorded, Some(&sts), &[], Timestamp::UNIX_EPOCH);
+        let input = scale_input(
+            &cluster,
+            &recorded,
+            Some(&sts),
+            &[],
+            BTreeSet::new(),
+            Timestamp::UNIX_EPOCH,
+        );
         assert_eq!(input.desired, 2);
         // A hand edit of the StatefulSet down to 3 does not hide brokers 3 and 4.
         assert_eq!(input.running, Some(5));
@@ -1262,6 +1329,7 @@ mod tests {
             &KafkaClusterStatus::default(),
             None,
             &[],
+            BTreeSet::new(),
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(
@@ -1279,6 +1347,7 @@ mod tests {
             &KafkaClusterStatus::default(),
             Some(&sts),
             &[],
+            BTreeSet::new(),
             Timestamp::UNIX_EPOCH,
         );
         let trouble = KafkaError::timeout("snapshot", Duration::from_secs(30));

@@ -34,7 +34,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeLogDirsRequest, DescribeQuorumRequest, ElectLeadersRequest,
+    DescribeLogDirsRequest, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
     IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
     UnregisterBrokerRequest,
 };
@@ -357,6 +357,46 @@ impl KafkaClient {
         self.connect_to(broker).await
     }
 
+    /// A connection to a KRaft controller, the quorum's leader first: the one node that takes a
+    /// change of a broker's configuration while that broker is not running (brokers refuse
+    /// changes of another broker's; controllers answer admin clients since Kafka 3.7, KIP-919).
+    /// The controllers' endpoints are the ones DescribeQuorum lists (v2, Kafka 3.9).
+    async fn connect_quorum(&self) -> Result<Connection> {
+        let mut conn = self.connect_any().await?;
+        let response = describe_quorum(&mut conn).await?;
+        let leader = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map(|p| p.leader_id.0);
+        let mut nodes: Vec<_> = response.nodes.iter().collect();
+        nodes.sort_by_key(|n| Some(n.node_id.0) != leader);
+        let mut reasons = Vec::new();
+        for node in nodes {
+            for listener in &node.listeners {
+                let controller = Broker {
+                    id: node.node_id.0,
+                    host: listener.host.to_string(),
+                    port: listener.port,
+                    rack: None,
+                };
+                match self.connect_to(&controller).await {
+                    Ok(conn) => return Ok(conn),
+                    Err(e) => reasons.push(e.to_string()),
+                }
+            }
+        }
+        Err(KafkaError::Unreachable {
+            tried: vec!["the KRaft controllers DescribeQuorum lists".into()],
+            reason: if reasons.is_empty() {
+                "DescribeQuorum listed no controller endpoint (Kafka 3.9 or newer lists them)"
+                    .into()
+            } else {
+                reasons.join("; ")
+            },
+        })
+    }
+
     /// Topic metadata from librdkafka (a blocking call, so on the blocking pool).
     async fn topic_metadata(&self) -> Result<BTreeMap<String, TopicState>> {
         let admin = self.admin.clone();
@@ -652,7 +692,23 @@ impl KafkaClient {
                 .with_configs(configs),
         ]);
         let mut conn = match resource {
-            ConfigResource::Broker(b) => self.connect_broker(*b).await?,
+            ConfigResource::Broker(b) => match self.connect_broker(*b).await {
+                Ok(conn) => conn,
+                // A broker that is not running (fenced, or its node lost) cannot take its own
+                // change, nor will another broker; a KRaft controller does, and keeps it in
+                // the metadata log for that broker id (so a broker of that id starting later
+                // has it). ZooKeeper mode has no such node: the error stands.
+                Err(KafkaError::Kafka { name, .. }) if name == "BROKER_NOT_AVAILABLE" => {
+                    match self.connect_quorum().await {
+                        Ok(conn) => conn,
+                        Err(KafkaError::Unsupported(_)) => {
+                            return Err(broker_not_available_zk(*b));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            },
             _ => self.connect_any().await?,
         };
         let response = conn.send(&request).await?;
@@ -676,6 +732,53 @@ impl KafkaClient {
 }
 
 /// A broker that DescribeCluster does not list as live: it cannot be asked anything.
+/// The metadata quorum as DescribeQuorum describes it (a KRaft broker forwards the request to
+/// the controllers), with the partition's own error checked.
+async fn describe_quorum(conn: &mut Connection) -> Result<DescribeQuorumResponse> {
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        QuorumTopic::default()
+            .with_topic_name(topic_name("__cluster_metadata"))
+            .with_partitions(vec![QuorumPartition::default().with_partition_index(0)]),
+    ]);
+    let response = match conn.send(&request).await {
+        Err(KafkaError::Unsupported(_)) => {
+            return Err(KafkaError::Unsupported(
+                "the cluster has no KRaft quorum to describe (ZooKeeper mode)".into(),
+            ));
+        }
+        other => other?,
+    };
+    if response.error_code != 0 {
+        return Err(KafkaError::from_code(
+            "DescribeQuorum".to_string(),
+            response.error_code,
+            response.error_message.map(|m| m.to_string()),
+        ));
+    }
+    if let Some(partition) = response.topics.first().and_then(|t| t.partitions.first())
+        && partition.error_code != 0
+    {
+        return Err(KafkaError::from_code(
+            "DescribeQuorum".to_string(),
+            partition.error_code,
+            partition.error_message.as_ref().map(|m| m.to_string()),
+        ));
+    }
+    Ok(response)
+}
+
+fn broker_not_available_zk(id: BrokerId) -> KafkaError {
+    KafkaError::Kafka {
+        request: format!("IncrementalAlterConfigs of broker {id}"),
+        code: 8,
+        name: "BROKER_NOT_AVAILABLE".into(),
+        message: Some(format!(
+            "broker {id} is not running, and in ZooKeeper mode only that broker takes a change of its configuration"
+        )),
+        retriable: true,
+    }
+}
+
 fn broker_not_available(id: BrokerId, live: &[Broker]) -> KafkaError {
     KafkaError::Kafka {
         request: format!("a connection to broker {id}"),
@@ -844,6 +947,20 @@ impl KafkaAdmin for KafkaClient {
             .iter()
             .cloned()
             .partition(|r| matches!(r, ConfigResource::Broker(_)));
+        // librdkafka waits out its whole timeout for a broker that is not running: say so at
+        // once instead.
+        if !brokers.is_empty() {
+            let info = self
+                .describe_cluster(&mut self.connect_any().await?)
+                .await?;
+            for resource in &brokers {
+                if let ConfigResource::Broker(b) = resource
+                    && !info.live.iter().any(|l| l.id == *b)
+                {
+                    return Err(broker_not_available(*b, &info.live));
+                }
+            }
+        }
         let mut batches: Vec<Vec<ConfigResource>> = brokers.into_iter().map(|b| vec![b]).collect();
         if !topics.is_empty() {
             batches.push(topics);
@@ -1138,36 +1255,10 @@ impl KafkaAdmin for KafkaClient {
     async fn quorum(&self) -> Result<QuorumState> {
         self.bounded("DescribeQuorum", async {
             let mut conn = self.connect_any().await?;
-            let request = DescribeQuorumRequest::default().with_topics(vec![
-                QuorumTopic::default()
-                    .with_topic_name(topic_name("__cluster_metadata"))
-                    .with_partitions(vec![QuorumPartition::default().with_partition_index(0)]),
-            ]);
-            let response = match conn.send(&request).await {
-                Err(KafkaError::Unsupported(_)) => {
-                    return Err(KafkaError::Unsupported(
-                        "the cluster has no KRaft quorum to describe (ZooKeeper mode)".into(),
-                    ));
-                }
-                other => other?,
-            };
-            if response.error_code != 0 {
-                return Err(KafkaError::from_code(
-                    "DescribeQuorum".to_string(),
-                    response.error_code,
-                    response.error_message.map(|m| m.to_string()),
-                ));
-            }
+            let response = describe_quorum(&mut conn).await?;
             let Some(partition) = response.topics.first().and_then(|t| t.partitions.first()) else {
                 return Ok(QuorumState::default());
             };
-            if partition.error_code != 0 {
-                return Err(KafkaError::from_code(
-                    "DescribeQuorum".to_string(),
-                    partition.error_code,
-                    partition.error_message.as_ref().map(|m| m.to_string()),
-                ));
-            }
             Ok(QuorumState {
                 leader: Some(partition.leader_id.0).filter(|id| *id >= 0),
                 high_watermark: partition.high_watermark,

@@ -704,7 +704,11 @@ impl State {
             ConfigResource::Topic(t) if !self.topics.contains_key(t) => {
                 return Err(KafkaError::UnknownTopic { topic: t.clone() });
             }
-            ConfigResource::Broker(b) if !self.live(*b) => return Err(broker_not_available(*b)),
+            // A KRaft controller takes the change of a broker that is not running (the real
+            // client sends it there); in ZooKeeper mode only the broker itself does.
+            ConfigResource::Broker(b) if !self.live(*b) && !self.config.kraft => {
+                return Err(broker_not_available(*b));
+            }
             ConfigResource::Broker(_)
                 if !self.config.cordoning && changes.contains_key(CORDONED_LOG_DIRS) =>
             {
@@ -1436,10 +1440,7 @@ impl KafkaAdmin for KafkaModel {
                 }
                 ConfigResource::Broker(b) => {
                     if !s.live(*b) {
-                        return Err(KafkaError::timeout(
-                            format!("DescribeConfigs of broker {b}"),
-                            Duration::from_secs(30),
-                        ));
+                        return Err(broker_not_available(*b));
                     }
                     let mut defaults = vec![
                         (LEADER_RATE, UNLIMITED_RATE.into(), true),

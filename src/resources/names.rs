@@ -15,6 +15,10 @@ pub const PAUSE_ANNOTATION: &str = "krallistic.github.com/pause-reconciliation";
 /// Any new value on a KafkaCluster (a timestamp, say) restarts its pods, one at a time and with
 /// the safety rules of every rolling restart.
 pub const RESTART_ANNOTATION: &str = "krallistic.github.com/restart";
+/// Broker ids whose node and volumes are gone for good (`"3"`, `"3,4"`): a drain no longer waits
+/// for their own word that they hold nothing, since they cannot give it. Kafka's metadata must
+/// still show every partition fully in sync on the other brokers.
+pub const LOST_BROKERS_ANNOTATION: &str = "krallistic.github.com/lost-brokers";
 
 /// Client listener: what applications connect to.
 pub const CLIENT_PORT: u16 = 9092;

@@ -176,6 +176,7 @@ async fn drain_ours(admin: &dyn KafkaAdmin, rate: u64) -> anyhow::Result<Duratio
         delete_drained_volumes: false,
         now: "2026-01-01T00:00:00Z".into(),
         topics: Vec::new(),
+        lost_brokers: Default::default(),
     };
     loop {
         let outcome = scale::advance(Some(admin), &input).await?;

@@ -101,7 +101,7 @@ async fn kafka_admin_scenarios() {
     )
     .await;
     s.run(
-        "a stopped broker is unregistered",
+        "a stopped broker's throttle is cleared, and it is unregistered",
         Box::pin(unregister(&mut kafka, &admin)),
     )
     .await;
@@ -1001,8 +1001,44 @@ async fn unregister(kafka: &mut LocalKafka, admin: &KafkaClient) -> anyhow::Resu
         },
     )
     .await?;
+    // A throttle rate on a broker that then stops for good (its node lost): no broker takes a
+    // change of another's configuration, so clearing it goes to a KRaft controller (found by
+    // DescribeQuorum), and a broker of the same id that starts later does not inherit it.
+    let rate: BTreeMap<String, ConfigOp> = [LEADER_RATE, FOLLOWER_RATE]
+        .into_iter()
+        .map(|k| (k.to_string(), ConfigOp::Set("1048576".into())))
+        .collect();
+    let resource = ConfigResource::Broker(new);
+    admin.alter_configs(&resource, &rate).await?;
+    config_becomes(admin, &resource, LEADER_RATE, Some("1048576")).await?;
     kafka.stop_broker(new).await?;
     wait_for("the stopped broker to be fenced", LONG, || async {
+        let snap = admin.snapshot().await?;
+        Ok(snap.fenced_brokers.contains(&new).then_some(()))
+    })
+    .await?;
+    admin.clear_throttle(&[new], &[]).await?;
+    kafka.start_broker(new).await?;
+    wait_for("the restarted broker to be live", LONG, || async {
+        let snap = admin.snapshot().await?;
+        Ok(snap.broker_ids().contains(&new).then_some(()))
+    })
+    .await?;
+    wait_for(
+        "the restarted broker to describe its rates",
+        LONG,
+        || async {
+            let c = admin
+                .describe_configs(std::slice::from_ref(&resource))
+                .await?;
+            let rates = [LEADER_RATE, FOLLOWER_RATE].map(|k| config_value(&c, &resource, k));
+            ensure!(rates == [None, None], "broker {new} still has {rates:?}");
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    kafka.stop_broker(new).await?;
+    wait_for("the stopped broker to be fenced again", LONG, || async {
         let snap = admin.snapshot().await?;
         Ok(snap.fenced_brokers.contains(&new).then_some(()))
     })

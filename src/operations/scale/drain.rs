@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::api::{Operation, Step};
 use crate::kafka::{BrokerId, ClusterSnapshot, KafkaAdmin, KafkaError};
 use crate::operations::roll::BrokerAnswers;
+use crate::resources::names::LOST_BROKERS_ANNOTATION;
 
 use super::cordon;
 use super::mover::{cancel_moves, move_partitions};
@@ -34,7 +35,7 @@ pub(super) async fn drain(
             out.operation = Some(op);
             return Ok(out);
         };
-        cancel_moves(admin, &op).await?;
+        cancel_moves(admin, &op, &input.lost_brokers).await?;
         cordon::uncordon(admin, &op).await?;
         // A leaving broker that joined with a cancelled scale-up and is kept now may still
         // carry an inherited cordon this drain did not set (it had not registered): lifted
@@ -132,13 +133,13 @@ pub(super) async fn drain(
             }
             if let Some(why) = view
                 .unanswered()
-                .or_else(|| unconfirmed(snapshot, &leaving, input.kraft))
+                .or_else(|| unconfirmed(snapshot, &leaving, input.kraft, &input.lost_brokers))
             {
                 op.waiting_for = Some(why);
                 out.operation = Some(op);
                 return Ok(out);
             }
-            settle(admin, &mut op, &mut out).await?;
+            settle(admin, input, &mut op, &mut out).await?;
             out.notices.push(notice(
                 false,
                 "DrainVerified",
@@ -188,7 +189,7 @@ pub(super) async fn drain(
                 ))
             } else {
                 view.unanswered()
-                    .or_else(|| unconfirmed(snapshot, &leaving, input.kraft))
+                    .or_else(|| unconfirmed(snapshot, &leaving, input.kraft, &input.lost_brokers))
             };
             if let Some(why) = why {
                 // Back to moving only on the snapshot's word, which the moves are planned from;
@@ -508,11 +509,14 @@ async fn hold_unless_gone_clean(
 /// A broker Kafka does not know at all (never started, or unregistered) holds nothing the
 /// cluster can lose once no partition lists it. (In ZooKeeper mode Kafka cannot tell a stopped
 /// broker from an unknown one; a stopped leaving broker that no partition lists is taken as
-/// holding nothing of the cluster's.)
+/// holding nothing of the cluster's.) A broker the user declared `lost` (its node and volumes
+/// gone for good) is not asked for a word it cannot give while it is not running; every
+/// partition must still be in sync without it, and one that runs is asked as any other.
 pub(super) fn unconfirmed(
     snapshot: &ClusterSnapshot,
     leaving: &BTreeSet<BrokerId>,
     kraft: bool,
+    lost: &BTreeSet<BrokerId>,
 ) -> Option<String> {
     let under = snapshot.under_replicated();
     if let Some(first) = under.first() {
@@ -525,12 +529,12 @@ pub(super) fn unconfirmed(
     let stopped: Vec<BrokerId> = leaving
         .iter()
         .copied()
-        .filter(|b| kraft && snapshot.fenced_brokers.contains(b))
+        .filter(|b| kraft && snapshot.fenced_brokers.contains(b) && !lost.contains(b))
         .collect();
     if !stopped.is_empty() {
         return Some(format!(
-            "leaving broker(s) {} are registered but not running, so they cannot confirm that they hold no partition; they are removed once they run again and do",
-            list(stopped)
+            "leaving broker(s) {ids} are registered but not running, so they cannot confirm that they hold no partition; they are removed once they run again and do (if their node and volumes are gone for good, annotate the cluster {LOST_BROKERS_ANNOTATION}={ids})",
+            ids = list(stopped)
         ));
     }
     let silent: Vec<BrokerId> = leaving
@@ -602,14 +606,18 @@ mod tests {
 
     #[test]
     fn a_drained_broker_that_said_so_may_go() {
-        assert_eq!(unconfirmed(&drained(), &BTreeSet::from([2]), true), None);
+        assert_eq!(
+            unconfirmed(&drained(), &BTreeSet::from([2]), true, &BTreeSet::new()),
+            None
+        );
     }
 
     #[test]
     fn a_leaving_broker_that_does_not_describe_its_log_dirs_holds_the_shrink() {
         let mut snapshot = drained();
         snapshot.log_dirs_described.remove(&2);
-        let why = unconfirmed(&snapshot, &BTreeSet::from([2]), true).expect("must wait");
+        let why = unconfirmed(&snapshot, &BTreeSet::from([2]), true, &BTreeSet::new())
+            .expect("must wait");
         assert!(
             why.contains("did not describe their log directories"),
             "{why}"
@@ -617,7 +625,10 @@ mod tests {
         // Brokers that stay need not answer for the leaving ones.
         let mut snapshot = drained();
         snapshot.log_dirs_described.remove(&1);
-        assert_eq!(unconfirmed(&snapshot, &BTreeSet::from([2]), true), None);
+        assert_eq!(
+            unconfirmed(&snapshot, &BTreeSet::from([2]), true, &BTreeSet::new()),
+            None
+        );
     }
 
     #[test]
@@ -626,11 +637,48 @@ mod tests {
         snapshot.brokers.retain(|b| b.id != 2);
         snapshot.log_dirs_described.remove(&2);
         snapshot.fenced_brokers = vec![2];
-        let why = unconfirmed(&snapshot, &BTreeSet::from([2]), true).expect("must wait");
+        let why = unconfirmed(&snapshot, &BTreeSet::from([2]), true, &BTreeSet::new())
+            .expect("must wait");
         assert!(why.contains("not running"), "{why}");
         // Unknown to Kafka: holds nothing of the cluster's.
         snapshot.fenced_brokers.clear();
-        assert_eq!(unconfirmed(&snapshot, &BTreeSet::from([2]), true), None);
+        assert_eq!(
+            unconfirmed(&snapshot, &BTreeSet::from([2]), true, &BTreeSet::new()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_lost_broker_is_not_asked_for_its_word_but_the_cluster_must_be_in_sync_without_it() {
+        let lost = BTreeSet::from([2]);
+        let mut stopped = drained();
+        stopped.brokers.retain(|b| b.id != 2);
+        stopped.log_dirs_described.remove(&2);
+        stopped.fenced_brokers = vec![2];
+        let why = unconfirmed(&stopped, &lost, true, &BTreeSet::new()).expect("must wait");
+        assert!(
+            why.contains("krallistic.github.com/lost-brokers=2"),
+            "{why}"
+        );
+        assert_eq!(unconfirmed(&stopped, &lost, true, &lost), None);
+        // One that runs is asked as any other (a broker of that id may have been added since).
+        let mut silent = drained();
+        silent.log_dirs_described.remove(&2);
+        assert!(unconfirmed(&silent, &lost, true, &lost).is_some());
+        let mut answering = drained();
+        answering
+            .stray_logs
+            .insert(2, BTreeSet::from([TopicPartition::new("t", 0)]));
+        assert!(unconfirmed(&answering, &lost, true, &lost).is_some());
+        // Declaring a broker lost never excuses a partition out of sync.
+        let mut under = stopped.clone();
+        for topic in under.topics.values_mut() {
+            for p in topic.partitions.iter_mut() {
+                p.isr.truncate(1);
+            }
+        }
+        let why = unconfirmed(&under, &lost, true, &lost).expect("must wait");
+        assert!(why.contains("not fully in sync"), "{why}");
     }
 
     #[test]
@@ -639,12 +687,13 @@ mod tests {
         snapshot
             .stray_logs
             .insert(2, BTreeSet::from([TopicPartition::new("new", 0)]));
-        let why = unconfirmed(&snapshot, &BTreeSet::from([2]), true).expect("must wait");
+        let why = unconfirmed(&snapshot, &BTreeSet::from([2]), true, &BTreeSet::new())
+            .expect("must wait");
         assert!(why.contains("new-0"), "{why}");
         let mut snapshot = drained();
         if let Some(t) = snapshot.topics.get_mut("t") {
             t.partitions[0].size_bytes.insert(2, 10);
         }
-        assert!(unconfirmed(&snapshot, &BTreeSet::from([2]), true).is_some());
+        assert!(unconfirmed(&snapshot, &BTreeSet::from([2]), true, &BTreeSet::new()).is_some());
     }
 }

@@ -26,7 +26,7 @@ pub(super) async fn grow(
         // Lowered again before the rebalance finished: stop moving; the next reconcile drains
         // whatever landed on the new brokers.
         if let Some(admin) = admin {
-            cancel_moves(admin, &op).await?;
+            cancel_moves(admin, &op, &input.lost_brokers).await?;
         } else if op.step != Step::WaitingForBrokers {
             op.waiting_for = Some("Kafka to be reachable to cancel the rebalance".into());
             out.operation = Some(op);
@@ -138,7 +138,7 @@ pub(super) async fn grow(
                 out.operation = Some(op);
                 return Ok(out);
             }
-            settle(admin, &mut op, &mut out).await?;
+            settle(admin, input, &mut op, &mut out).await?;
             finish(
                 &mut out,
                 "Rebalanced",

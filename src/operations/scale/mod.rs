@@ -60,6 +60,10 @@ pub struct ScaleInput {
     pub now: String,
     /// `spec.topics`: their replication factors are changed by reassignment.
     pub topics: Vec<TopicSpec>,
+    /// Brokers the user declared lost for good ([`LOST_BROKERS_ANNOTATION`]).
+    ///
+    /// [`LOST_BROKERS_ANNOTATION`]: crate::resources::names::LOST_BROKERS_ANNOTATION
+    pub lost_brokers: BTreeSet<i32>,
 }
 
 /// Something worth an event.
@@ -301,10 +305,11 @@ pub(super) fn unavailable_brokers(snapshot: &ClusterSnapshot, needed: BTreeSet<i
 /// After the last move: no throttle left behind, leaders back on their preferred replicas.
 pub(super) async fn settle(
     admin: &dyn KafkaAdmin,
+    input: &ScaleInput,
     op: &mut Operation,
     out: &mut ScaleOutcome,
 ) -> Result<(), KafkaError> {
-    clear_throttles(admin, op).await?;
+    clear_throttles(admin, op, &input.lost_brokers).await?;
     elect_leaders(admin, out).await;
     Ok(())
 }

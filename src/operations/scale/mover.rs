@@ -302,7 +302,7 @@ pub(super) async fn move_partitions(
         // overwrites it.
         let brokers: Vec<BrokerId> = throttle.brokers.iter().copied().collect();
         let topics: Vec<String> = throttle.topics.keys().cloned().collect();
-        if throttles::adopt_changes(admin, op, &brokers, &topics).await? {
+        if throttles::adopt_changes(admin, op, &brokers, &topics, &BTreeSet::new()).await? {
             op.waiting_for =
                 Some("recording a throttle someone else set before overwriting it".into());
             return Ok(());
@@ -359,7 +359,11 @@ async fn throttle_in_effect(
 
 /// Cancels the operation's reassignments still in progress (not those of other tools) and
 /// clears its throttles.
-pub(super) async fn cancel_moves(admin: &dyn KafkaAdmin, op: &Operation) -> Result<(), KafkaError> {
+pub(super) async fn cancel_moves(
+    admin: &dyn KafkaAdmin,
+    op: &Operation,
+    lost: &BTreeSet<i32>,
+) -> Result<(), KafkaError> {
     let ours: BTreeSet<TopicPartition> = op
         .in_flight
         .iter()
@@ -373,5 +377,5 @@ pub(super) async fn cancel_moves(admin: &dyn KafkaAdmin, op: &Operation) -> Resu
     if !partitions.is_empty() {
         admin.cancel_reassignments(&partitions).await?;
     }
-    clear_throttles(admin, &mut op.clone()).await
+    clear_throttles(admin, &mut op.clone(), lost).await
 }

@@ -100,7 +100,7 @@ pub(super) async fn change_replication(
                 out.operation = Some(op);
                 return Ok(out);
             }
-            settle(admin, &mut op, &mut out).await?;
+            settle(admin, input, &mut op, &mut out).await?;
             let done: Vec<String> = op
                 .replication_factors
                 .iter()

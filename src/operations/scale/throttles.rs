@@ -123,6 +123,7 @@ pub(super) async fn adopt_changes(
     op: &mut Operation,
     brokers: &[i32],
     topics: &[String],
+    lost: &BTreeSet<i32>,
 ) -> Result<bool, KafkaError> {
     let resources: Vec<ConfigResource> = brokers
         .iter()
@@ -136,6 +137,26 @@ pub(super) async fn adopt_changes(
         Ok(found) => found,
         // A topic deleted meanwhile has nothing of anyone's left.
         Err(KafkaError::UnknownTopic { .. }) if brokers.is_empty() => return Ok(false),
+        // A broker that is not running describes nothing (only a broker describes its own
+        // configuration). One declared lost has nothing of anyone's worth keeping; any other
+        // is waited for, since what someone set on it cannot be seen until it runs again.
+        Err(KafkaError::Kafka { name, .. })
+            if name == "BROKER_NOT_AVAILABLE" && brokers.iter().any(|b| lost.contains(b)) =>
+        {
+            let mut found = BTreeMap::new();
+            for resource in &resources {
+                match admin.describe_configs(std::slice::from_ref(resource)).await {
+                    Ok(one) => found.extend(one),
+                    Err(KafkaError::Kafka { name, .. })
+                        if name == "BROKER_NOT_AVAILABLE"
+                            && matches!(resource, ConfigResource::Broker(b) if lost.contains(b)) => {
+                    }
+                    Err(KafkaError::UnknownTopic { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            found
+        }
         Err(e) => return Err(e),
     };
     let ours: Vec<String> = op.throttle_rates.iter().map(|r| r.to_string()).collect();
@@ -223,12 +244,17 @@ fn others_entries(value: &str, listed: &BTreeSet<i32>) -> BTreeSet<String> {
 ///
 /// A value someone set since the operation last looked is theirs too: it is kept, not deleted
 /// (putting back what is there already overwrites nothing, so no record comes first).
+///
+/// A throttled broker that is not running cannot be read, so the clearing waits for it, unless
+/// it is declared `lost` (gone for good): then its rates are deleted unread, through a KRaft
+/// controller, so a broker of the same id added later starts unthrottled.
 pub(super) async fn clear_throttles(
     admin: &dyn KafkaAdmin,
     op: &mut Operation,
+    lost: &BTreeSet<i32>,
 ) -> Result<(), KafkaError> {
     let (brokers, topics) = (op.throttled_brokers.clone(), op.throttled_topics.clone());
-    adopt_changes(admin, op, &brokers, &topics).await?;
+    adopt_changes(admin, op, &brokers, &topics, lost).await?;
     let brokers: Vec<i32> = op
         .throttled_brokers
         .iter()
