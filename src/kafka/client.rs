@@ -134,6 +134,11 @@ impl KafkaClient {
             .set("client.id", CLIENT_ID)
             // librdkafka retries connections forever on its own; keep its logs quiet about it.
             .set("log_level", "3")
+            // The client lives as long as the operator. Requests for the controller (CreateTopics,
+            // DeleteTopics, CreatePartitions) go to the broker the last metadata named, which in
+            // KRaft is any live broker: with librdkafka's default of 5 minutes, one that has
+            // since stopped (a drained broker) takes every such request until its timeout.
+            .set("topic.metadata.refresh.interval.ms", "5000")
             .create()
             .map_err(|e| KafkaError::Client(format!("cannot create the librdkafka client: {e}")))?;
         Ok(KafkaClient {

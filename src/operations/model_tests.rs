@@ -1646,6 +1646,28 @@ fn a_drain_ends_when_a_drained_broker_is_down_for_good() {
     }
 }
 
+/// The same in ZooKeeper mode, where nothing but the broker itself takes a change of its
+/// configuration: the lost broker's rate stays (inert), and the drain still ends.
+#[test]
+fn a_drain_ends_when_a_drained_broker_is_down_for_good_in_zookeeper_mode() {
+    let mut sim = Sim::new(&Setup {
+        kraft: false,
+        ..Setup::default()
+    });
+    sim.desired = 3;
+    let drained = sim.run_until(60, |s| {
+        s.kafka.listed_on(3).is_empty()
+            && s.kafka.logs_on(3).is_empty()
+            && s.step_is(Step::Verifying)
+    });
+    assert!(drained, "{}", sim.trace_tail(20));
+    sim.kill(3);
+    sim.lost.insert(3);
+    let ended = sim.run_until(60, |s| s.status.operation.is_none() && s.replicas == 3);
+    assert!(ended, "{}", sim.trace_tail(10));
+    sim.assert_no_violations();
+}
+
 /// scale.rs, `clear_throttles`: "every live broker, and every topic that has throttled
 /// replicas" are cleared, including throttles a user or another tool set.
 #[test]

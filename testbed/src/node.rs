@@ -679,18 +679,11 @@ server = "http://127.0.0.1:{registry}"
             let Some(containerd) = member.containerd.as_mut() else {
                 continue;
             };
-            wait_for(
+            wait_until_up(
+                containerd,
                 &format!("containerd of {} to answer", member.name),
                 Duration::from_secs(60),
-                || {
-                    if containerd.has_exited() {
-                        return Err(anyhow::anyhow!(
-                            "containerd exited:\n{}",
-                            containerd.log_tail(30)
-                        ));
-                    }
-                    Ok(containerd_answers(&socket))
-                },
+                || containerd_answers(&socket),
             )
             .await?;
         }
@@ -726,15 +719,12 @@ server = "http://127.0.0.1:{registry}"
             ],
             &self.members[0].paths.logs.join("registry.log"),
         )?);
-        wait_for("the registry to answer", Duration::from_secs(30), || {
-            if registry.has_exited() {
-                return Err(anyhow::anyhow!(
-                    "the registry exited:\n{}",
-                    registry.log_tail(30)
-                ));
-            }
-            Ok(http_ok(port, "/v2/"))
-        })
+        wait_until_up(
+            registry,
+            "the registry to answer",
+            Duration::from_secs(30),
+            || http_ok(port, "/v2/"),
+        )
         .await?;
         for (reference, archive) in served {
             let (repository, tag) = docker_io_repository(reference).with_context(|| {
@@ -805,12 +795,12 @@ server = "http://127.0.0.1:{registry}"
             &["-conf".into(), path.display().to_string()],
             &self.members[0].paths.logs.join("coredns.log"),
         )?);
-        wait_for("CoreDNS to be ready", Duration::from_secs(60), || {
-            if coredns.has_exited() {
-                return Err(anyhow::anyhow!("CoreDNS exited:\n{}", coredns.log_tail(30)));
-            }
-            Ok(http_ok(ready_port, "/ready"))
-        })
+        wait_until_up(
+            coredns,
+            "CoreDNS to be ready",
+            Duration::from_secs(60),
+            || http_ok(ready_port, "/ready"),
+        )
         .await
     }
 
@@ -868,15 +858,12 @@ conntrack:
             &[format!("--config={}", path.display()), "--v=0".into()],
             &self.members[0].paths.logs.join("kube-proxy.log"),
         )?);
-        wait_for("kube-proxy to be healthy", Duration::from_secs(60), || {
-            if proxy.has_exited() {
-                return Err(anyhow::anyhow!(
-                    "kube-proxy exited:\n{}",
-                    proxy.log_tail(30)
-                ));
-            }
-            Ok(http_ok(healthz, "/livez"))
-        })
+        wait_until_up(
+            proxy,
+            "kube-proxy to be healthy",
+            Duration::from_secs(60),
+            || http_ok(healthz, "/livez"),
+        )
         .await
     }
 
@@ -1588,6 +1575,25 @@ fn http_ok(port: u16, path: &str) -> bool {
         .lines()
         .next()
         .is_some_and(|status| status.split_whitespace().nth(1) == Some("200"))
+}
+
+/// Polls `ready` until it holds, failing with the end of `process`'s log if it exits first.
+async fn wait_until_up(
+    process: &mut ManagedProcess,
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    wait_for(what, timeout, || {
+        ensure!(
+            !process.has_exited(),
+            "{} exited:\n{}",
+            process.name(),
+            process.log_tail(30)
+        );
+        Ok(ready())
+    })
+    .await
 }
 
 /// Polls `check` every 200 ms until it returns true, an error, or `timeout` passes.

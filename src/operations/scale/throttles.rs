@@ -267,8 +267,25 @@ pub(super) async fn clear_throttles(
         .filter(|t| !op.kept_topic_throttles.contains_key(*t))
         .cloned()
         .collect();
+    let (lost_ones, brokers): (Vec<i32>, Vec<i32>) =
+        brokers.into_iter().partition(|b| lost.contains(b));
     if !brokers.is_empty() || !topics.is_empty() {
         admin.clear_throttle(&brokers, &topics).await?;
+    }
+    for b in lost_ones {
+        match admin.clear_throttle(&[b], &[]).await {
+            Ok(()) => {}
+            // ZooKeeper mode: only the broker itself takes a change of its configuration, and
+            // a lost one never will. Its rate stays in ZooKeeper, inert without a topic's
+            // throttled replica list naming it; the drain does not wait for a broker that is gone.
+            Err(KafkaError::Kafka { name, .. }) if name == "BROKER_NOT_AVAILABLE" => {
+                tracing::warn!(
+                    broker = b,
+                    "the throttle rate of lost broker {b} cannot be cleared (ZooKeeper mode: only that broker takes it); left as it is"
+                );
+            }
+            Err(e) => return Err(e),
+        }
     }
     let restore = op
         .kept_broker_throttles
