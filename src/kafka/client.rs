@@ -707,7 +707,12 @@ impl KafkaClient {
                     match self.connect_quorum().await {
                         Ok(conn) => conn,
                         Err(KafkaError::Unsupported(_)) => {
-                            return Err(broker_not_available_zk(*b));
+                            return Err(not_available(
+                                format!("IncrementalAlterConfigs of broker {b}"),
+                                format!(
+                                    "broker {b} is not running, and in ZooKeeper mode only that broker takes a change of its configuration"
+                                ),
+                            ));
                         }
                         Err(e) => return Err(e),
                     }
@@ -736,7 +741,6 @@ impl KafkaClient {
     }
 }
 
-/// A broker that DescribeCluster does not list as live: it cannot be asked anything.
 /// The metadata quorum as DescribeQuorum describes it (a KRaft broker forwards the request to
 /// the controllers), with the partition's own error checked.
 async fn describe_quorum(conn: &mut Connection) -> Result<DescribeQuorumResponse> {
@@ -772,27 +776,23 @@ async fn describe_quorum(conn: &mut Connection) -> Result<DescribeQuorumResponse
     Ok(response)
 }
 
-fn broker_not_available_zk(id: BrokerId) -> KafkaError {
-    KafkaError::Kafka {
-        request: format!("IncrementalAlterConfigs of broker {id}"),
-        code: 8,
-        name: "BROKER_NOT_AVAILABLE".into(),
-        message: Some(format!(
-            "broker {id} is not running, and in ZooKeeper mode only that broker takes a change of its configuration"
-        )),
-        retriable: true,
-    }
-}
-
+/// A broker that DescribeCluster does not list as live: it cannot be asked anything.
 fn broker_not_available(id: BrokerId, live: &[Broker]) -> KafkaError {
-    KafkaError::Kafka {
-        request: format!("a connection to broker {id}"),
-        code: 8,
-        name: "BROKER_NOT_AVAILABLE".into(),
-        message: Some(format!(
+    not_available(
+        format!("a connection to broker {id}"),
+        format!(
             "broker {id} is not registered or is fenced (live brokers: {:?})",
             live.iter().map(|b| b.id).collect::<Vec<_>>()
-        )),
+        ),
+    )
+}
+
+fn not_available(request: String, message: String) -> KafkaError {
+    KafkaError::Kafka {
+        request,
+        code: 8,
+        name: "BROKER_NOT_AVAILABLE".into(),
+        message: Some(message),
         retriable: true,
     }
 }

@@ -1617,18 +1617,24 @@ fn an_unknown_step_mid_drain_removes_nothing_on_its_word() {
     assert_eq!(sim.replicas, 3);
 }
 
-/// A drained broker that is down for good (its node lost) cannot confirm that it holds nothing,
-/// nor describe the throttle on it: the drain waits for it until the user declares it lost
-/// (the lost-brokers annotation), then ends, its throttle deleted through the controller.
-#[test]
-fn a_drain_ends_when_a_drained_broker_is_down_for_good() {
-    let mut sim = Sim::new(&Setup::default());
+/// A drain 4 -> 3 run until broker 3 holds nothing, then broker 3 killed for good.
+fn drained_then_killed(setup: Setup) -> Sim {
+    let mut sim = Sim::new(&setup);
     sim.desired = 3;
     let drained = sim.run_until(60, |s| {
         s.kafka.listed_on(3).is_empty() && s.kafka.logs_on(3).is_empty()
     });
     assert!(drained, "{}", sim.trace_tail(20));
     sim.kill(3);
+    sim
+}
+
+/// A drained broker that is down for good (its node lost) cannot confirm that it holds nothing,
+/// nor describe the throttle on it: the drain waits for it until the user declares it lost
+/// (the lost-brokers annotation), then ends, its throttle deleted through the controller.
+#[test]
+fn a_drain_ends_when_a_drained_broker_is_down_for_good() {
+    let mut sim = drained_then_killed(Setup::default());
     // Until the user says broker 3 is gone for good, the drain waits for its word.
     sim.run_until(20, |_| false);
     assert!(
@@ -1640,7 +1646,8 @@ fn a_drain_ends_when_a_drained_broker_is_down_for_good() {
     let ended = sim.run_until(60, |s| s.status.operation.is_none() && s.replicas == 3);
     assert!(ended, "{}", sim.trace_tail(10));
     sim.assert_no_violations();
-    // Its throttle went through the other brokers: a broker 3 of a later scale-up starts clean.
+    // Its throttle was deleted through the controller: a broker 3 of a later scale-up starts
+    // clean.
     for key in [LEADER_RATE, FOLLOWER_RATE] {
         assert_eq!(sim.kafka.config(&ConfigResource::Broker(3), key), None);
     }
@@ -1650,18 +1657,10 @@ fn a_drain_ends_when_a_drained_broker_is_down_for_good() {
 /// configuration: the lost broker's rate stays (inert), and the drain still ends.
 #[test]
 fn a_drain_ends_when_a_drained_broker_is_down_for_good_in_zookeeper_mode() {
-    let mut sim = Sim::new(&Setup {
+    let mut sim = drained_then_killed(Setup {
         kraft: false,
         ..Setup::default()
     });
-    sim.desired = 3;
-    let drained = sim.run_until(60, |s| {
-        s.kafka.listed_on(3).is_empty()
-            && s.kafka.logs_on(3).is_empty()
-            && s.step_is(Step::Verifying)
-    });
-    assert!(drained, "{}", sim.trace_tail(20));
-    sim.kill(3);
     sim.lost.insert(3);
     let ended = sim.run_until(60, |s| s.status.operation.is_none() && s.replicas == 3);
     assert!(ended, "{}", sim.trace_tail(10));

@@ -125,40 +125,33 @@ pub(super) async fn adopt_changes(
     topics: &[String],
     lost: &BTreeSet<i32>,
 ) -> Result<bool, KafkaError> {
-    let resources: Vec<ConfigResource> = brokers
+    // A broker declared lost is read on its own: one that is not running describes nothing
+    // (only a broker describes its own configuration), and has nothing of anyone's worth
+    // keeping. Any other broker that is not running fails the call, so the caller waits for
+    // it: what someone set on it cannot be seen until it runs again.
+    let (lost_ones, kept): (Vec<i32>, Vec<i32>) =
+        brokers.iter().copied().partition(|b| lost.contains(b));
+    let resources: Vec<ConfigResource> = kept
         .iter()
         .map(|b| ConfigResource::Broker(*b))
         .chain(topics.iter().cloned().map(ConfigResource::Topic))
         .collect();
-    if resources.is_empty() {
-        return Ok(false);
-    }
-    let found = match admin.describe_configs(&resources).await {
-        Ok(found) => found,
-        // A topic deleted meanwhile has nothing of anyone's left.
-        Err(KafkaError::UnknownTopic { .. }) if brokers.is_empty() => return Ok(false),
-        // A broker that is not running describes nothing (only a broker describes its own
-        // configuration). One declared lost has nothing of anyone's worth keeping; any other
-        // is waited for, since what someone set on it cannot be seen until it runs again.
-        Err(KafkaError::Kafka { name, .. })
-            if name == "BROKER_NOT_AVAILABLE" && brokers.iter().any(|b| lost.contains(b)) =>
-        {
-            let mut found = BTreeMap::new();
-            for resource in &resources {
-                match admin.describe_configs(std::slice::from_ref(resource)).await {
-                    Ok(one) => found.extend(one),
-                    Err(KafkaError::Kafka { name, .. })
-                        if name == "BROKER_NOT_AVAILABLE"
-                            && matches!(resource, ConfigResource::Broker(b) if lost.contains(b)) => {
-                    }
-                    Err(KafkaError::UnknownTopic { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            found
+    let mut found = BTreeMap::new();
+    if !resources.is_empty() {
+        match admin.describe_configs(&resources).await {
+            Ok(described) => found = described,
+            // A topic deleted meanwhile has nothing of anyone's left.
+            Err(KafkaError::UnknownTopic { .. }) if kept.is_empty() => {}
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
-    };
+    }
+    for b in lost_ones {
+        match admin.describe_configs(&[ConfigResource::Broker(b)]).await {
+            Ok(described) => found.extend(described),
+            Err(KafkaError::Kafka { name, .. }) if name == "BROKER_NOT_AVAILABLE" => {}
+            Err(e) => return Err(e),
+        }
+    }
     let ours: Vec<String> = op.throttle_rates.iter().map(|r| r.to_string()).collect();
     let mut changed = false;
     for (resource, entries) in found {
