@@ -1743,6 +1743,70 @@ fn a_users_throttle_changed_mid_drain_is_put_back() {
     }
 }
 
+/// mover.rs, `cancel_moves`: a drain's moves are recorded in `in_flight` by the status write
+/// that follows their submission. A round whose write is lost (it conflicts with the user's own
+/// change of the spec, or the operator is killed) leaves a submitted move unrecorded, and a
+/// cancel that went by `in_flight` alone let that move run on after "remaining moves cancelled".
+#[test]
+fn a_cancelled_drain_cancels_a_move_whose_record_was_lost() {
+    let mut sim = Sim::new(&Setup::default());
+    sim.desired = 3;
+    let moving = sim.run_until(30, |s| {
+        s.step_is(Step::Moving) && !s.kafka.truth().reassignments.is_empty()
+    });
+    assert!(moving, "{}", sim.trace_tail(20));
+    let recorded = |sim: &Sim| -> BTreeSet<TopicPartition> {
+        sim.status
+            .operation
+            .iter()
+            .flat_map(|op| &op.in_flight)
+            .map(|m| TopicPartition::new(m.topic.clone(), m.partition))
+            .collect()
+    };
+    let unrecorded = |sim: &Sim| {
+        sim.kafka
+            .truth()
+            .reassignments
+            .keys()
+            .any(|tp| !recorded(sim).contains(tp))
+    };
+    // The first round that submits a move has its status write lost.
+    let mut lost = false;
+    for _ in 0..20 {
+        let before = sim.status.clone();
+        let submitted = sim.submitted().len();
+        sim.step(None);
+        if sim.submitted().len() > submitted {
+            sim.note("the round's status write is lost".into());
+            sim.status = before;
+            lost = unrecorded(&sim);
+            break;
+        }
+    }
+    assert!(lost, "no round submitted a move: {}", sim.trace_tail(20));
+    let running: BTreeSet<TopicPartition> = sim.kafka.truth().reassignments.into_keys().collect();
+    sim.desired = 4;
+    sim.step(None);
+    let cancelled: BTreeSet<TopicPartition> = sim
+        .kafka
+        .calls()
+        .into_iter()
+        .filter(|c| !c.failed)
+        .filter_map(|c| match c.call {
+            Call::CancelReassignments(tps) => Some(tps),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let left: Vec<&TopicPartition> = running.difference(&cancelled).collect();
+    assert!(
+        left.is_empty(),
+        "moves left running by the cancel: {left:?}\n{}",
+        sim.trace_tail(20)
+    );
+    sim.assert_settles_clean();
+}
+
 /// scale.rs, `drain`, brokerCount changed mid-drain: the moves are cancelled and a new
 /// operation starts with no `in_flight`, so `move_partitions` takes the metadata's replica
 /// list of a partition Kafka no longer lists as moving for its replicas. Metadata that lags

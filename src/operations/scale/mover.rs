@@ -359,6 +359,11 @@ async fn throttle_in_effect(
 
 /// Cancels the operation's reassignments still in progress (not those of other tools) and
 /// clears its throttles.
+///
+/// A move is recorded in `in_flight` by the status write after its submission, which can be
+/// lost (a conflict with the user's own change of the spec, or the operator killed). Every
+/// partition a move is submitted for is recorded as throttled before it is submitted, so
+/// those records count as the operation's too.
 pub(super) async fn cancel_moves(
     admin: &dyn KafkaAdmin,
     op: &Operation,
@@ -368,6 +373,15 @@ pub(super) async fn cancel_moves(
         .in_flight
         .iter()
         .map(|m| TopicPartition::new(m.topic.clone(), m.partition))
+        .chain(
+            op.throttled_partitions
+                .iter()
+                .flat_map(|(topic, partitions)| {
+                    partitions
+                        .iter()
+                        .map(|p| TopicPartition::new(topic.clone(), *p))
+                }),
+        )
         .collect();
     let in_progress = admin.list_reassignments().await?;
     let partitions: Vec<TopicPartition> = in_progress
