@@ -47,6 +47,26 @@ pub struct KafkaClusterStatus {
     /// clock of its stuck detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roll_progressed_at: Option<String>,
+    /// How the brokers' settings reached them: in the pods' configuration, or live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_config: Option<BrokerConfigStatus>,
+}
+
+/// The brokers' settings (those the operator does not own, such as `log.retention.hours`), as
+/// the brokers got them. Every value is in the rendered `server.properties` too, so a pod that
+/// restarts starts with the spec's configuration.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerConfigStatus {
+    /// The settings the broker pods' template is keyed on: a change here restarts the pods
+    /// (one at a time, with the safe roll). A setting Kafka changes at run time is applied
+    /// live instead, and this keeps the value the pods started with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub startup: BTreeMap<String, String>,
+    /// Settings applied live as cluster-wide broker defaults (IncrementalAlterConfigs),
+    /// verified on every running broker with DescribeConfigs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub live: BTreeMap<String, String>,
 }
 
 /// What the cluster is doing, in one word (the PHASE column of `kubectl get kafkacluster`).

@@ -18,9 +18,11 @@ use crate::api::{
     TopicStatus,
 };
 use crate::kafka::{ClusterSnapshot, KafkaAdmin, KafkaError, SharedSnapshot};
+use crate::operations::broker_config;
 use crate::operations::roll::{self, PodView, RollDecision, RollEnd};
 use crate::operations::scale::{self, ScaleInput, ScaleOutcome};
 use crate::operations::topics::{delete_removed_topics, reconcile_topics, removed_topics};
+use crate::resources::config;
 use crate::resources::names::{self, FIELD_MANAGER, LABEL_COMPONENT, Role};
 use crate::resources::pods;
 use crate::resources::services::BROKER_SERVICE_COMPONENT;
@@ -53,7 +55,8 @@ fn backoff(failures: u32) -> Duration {
 ///    [`validated`];
 /// 2. [`observe`]: the broker StatefulSet, the pods, and a Kafka admin once a broker is ready;
 /// 3. one concern at a time, each deciding from what was seen and acting at once:
-///    [`settle_cluster_id`], [`advance_scaling`], [`apply_objects`], [`advance_roll`],
+///    [`settle_cluster_id`], [`advance_scaling`], [`settle_broker_config`],
+///    [`apply_objects`], [`advance_roll`],
 ///    [`manage_topics`], [`record_membership`];
 /// 4. [`report`]: status, conditions and events, and when to look again.
 ///
@@ -94,6 +97,7 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
     let seen = observe(ctx, kc, cluster).await?;
     settle_cluster_id(ctx, &seen, &mut round).await?;
     let outcome = advance_scaling(ctx, &seen, &mut round).await?;
+    settle_broker_config(ctx, &seen, &mut round, outcome.broker_replicas).await?;
     let applied = apply_objects(ctx, &seen, &round, outcome.broker_replicas).await?;
     let rollout = advance_roll(ctx, &seen, &mut round, &outcome, &applied).await?;
     manage_topics(ctx, &seen, &mut round, &outcome).await;
@@ -441,6 +445,70 @@ async fn advance_scaling(ctx: &Context, seen: &Seen, round: &mut Round) -> Resul
     Ok(outcome)
 }
 
+/// Broker settings Kafka changes at run time are applied live; the others restart the pods,
+/// through the template's configuration hash ([`broker_config`]). What was decided is recorded
+/// before the template is written, so a later round never takes it back.
+async fn settle_broker_config(
+    ctx: &Context,
+    seen: &Seen,
+    round: &mut Round,
+    broker_replicas: i32,
+) -> Result<()> {
+    let running = Cluster {
+        broker_count: broker_replicas,
+        ..seen.cluster.clone()
+    };
+    let desired = config::settings(&running);
+    let settled = match broker_config::settle(
+        seen.fresh(),
+        ready_replicas(seen.brokers.as_ref()) > 0,
+        &desired,
+        round.status.broker_config.as_ref(),
+    )
+    .await
+    {
+        Ok(settled) => settled,
+        Err(e) => {
+            round.kafka_trouble(format!("cannot apply the changed broker settings: {e}"));
+            return Ok(());
+        }
+    };
+    if let Some(waiting) = &settled.waiting {
+        round.kafka_trouble(format!("broker settings wait for {waiting}"));
+    }
+    if !settled.live.is_empty() {
+        ctx.event(
+            &seen.kc,
+            EventType::Normal,
+            "ConfigAppliedLive",
+            "Configure",
+            format!(
+                "applied without a restart, as cluster-wide broker defaults every running broker reports: {}",
+                settled.live.join(", ")
+            ),
+        )
+        .await;
+    }
+    if !settled.restart.is_empty() {
+        ctx.event(
+            &seen.kc,
+            EventType::Normal,
+            "ConfigNeedsRestart",
+            "Configure",
+            format!(
+                "the brokers restart one at a time to take: {}",
+                settled.restart.join(", ")
+            ),
+        )
+        .await;
+    }
+    if round.status.broker_config.as_ref() != Some(&settled.config) {
+        round.status.broker_config = Some(settled.config);
+        round.record(ctx, seen).await?;
+    }
+    Ok(())
+}
+
 /// Builds and applies the cluster's objects for `broker_replicas` brokers; the StatefulSets as
 /// the API server returned them.
 async fn apply_objects(
@@ -454,6 +522,11 @@ async fn apply_objects(
         &BuildInputs {
             broker_replicas,
             cluster_id: round.status.cluster_id.clone(),
+            startup: round
+                .status
+                .broker_config
+                .as_ref()
+                .map(|c| c.startup.clone()),
         },
     );
     apply(&ctx.client, &objects.config_map).await?;

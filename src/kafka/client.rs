@@ -197,6 +197,7 @@ impl KafkaClient {
                             ConfigValue {
                                 value: e.value,
                                 is_default: e.is_default,
+                                read_only: e.is_read_only,
                                 // A topic's own setting, or a broker's own dynamic one: a
                                 // value a topic inherits from a broker is not the topic's.
                                 overridden: match resource {

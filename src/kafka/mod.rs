@@ -295,6 +295,8 @@ pub struct ConfigValue {
     /// Whether the value is set on this topic or broker itself (a dynamic override), rather
     /// than inherited from the broker's configuration or Kafka's defaults.
     pub overridden: bool,
+    /// Whether Kafka can change the setting only by a restart (it says so per setting).
+    pub read_only: bool,
 }
 
 /// Outcome of a preferred leader election.

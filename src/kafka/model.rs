@@ -1466,6 +1466,7 @@ impl KafkaAdmin for KafkaModel {
                             value: Some(v),
                             is_default,
                             overridden: false,
+                            read_only: false,
                         },
                     )
                 })
@@ -1477,6 +1478,7 @@ impl KafkaAdmin for KafkaModel {
                         value: Some(setting.value.clone()),
                         is_default: false,
                         overridden: true,
+                        read_only: false,
                     },
                 );
             }

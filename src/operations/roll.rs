@@ -719,6 +719,7 @@ mod tests {
                         value: Some(self.min_isr.to_string()),
                         is_default: false,
                         overridden: true,
+                        read_only: false,
                     };
                     (
                         r.clone(),

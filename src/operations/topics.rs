@@ -388,6 +388,7 @@ mod tests {
                             value: Some(v.to_string()),
                             is_default: false,
                             overridden: true,
+                            read_only: false,
                         },
                     )
                 })
@@ -408,6 +409,7 @@ mod tests {
                 value: Some(value.to_string()),
                 is_default: false,
                 overridden: false,
+                read_only: false,
             },
         );
     }

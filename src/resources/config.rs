@@ -167,6 +167,24 @@ fn sized_defaults(cluster: &Cluster) -> Properties {
     .collect()
 }
 
+/// The broker settings the operator does not own: its sized defaults with the spec's
+/// settings on top. Every broker and controller of the cluster has the same ones.
+pub fn settings(cluster: &Cluster) -> Properties {
+    let mut props = sized_defaults(cluster);
+    user_settings(cluster, &mut props);
+    props
+}
+
+/// `props` with its settings (the keys the operator does not own) replaced by `settings`.
+pub fn with_settings(props: &Properties, settings: &Properties) -> Properties {
+    props
+        .iter()
+        .filter(|(k, _)| OWNED_KEYS.contains(&k.as_str()))
+        .chain(settings)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// The spec's settings on top of the defaults; owned keys never come from the user.
 fn user_settings(cluster: &Cluster, props: &mut Properties) {
     for (k, v) in &cluster.broker_settings {
@@ -183,8 +201,7 @@ fn listener(env: &dyn Environment, role: Role, node: Node, l: Listener, host: &s
 /// Configuration of a broker.
 pub fn broker_properties(cluster: &Cluster, env: &dyn Environment, node: Node) -> Properties {
     let role = Role::Broker;
-    let mut props = sized_defaults(cluster);
-    user_settings(cluster, &mut props);
+    let mut props = settings(cluster);
 
     let bind = env.bind_host();
     let host = env.host(role, node);
@@ -244,10 +261,9 @@ pub fn broker_properties(cluster: &Cluster, env: &dyn Environment, node: Node) -
 /// Configuration of a KRaft controller.
 pub fn controller_properties(cluster: &Cluster, env: &dyn Environment, node: Node) -> Properties {
     let role = Role::Controller;
-    let mut props = sized_defaults(cluster);
     // Leader balancing, topic defaults and min.insync.replicas are decided by the controllers
     // in KRaft, so they get the spec's settings too.
-    user_settings(cluster, &mut props);
+    let mut props = settings(cluster);
     let l = Listener::Controller;
     props.extend([
         ("process.roles".to_string(), "controller".to_string()),

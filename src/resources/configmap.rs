@@ -50,15 +50,34 @@ pub fn config_data(cluster: &Cluster) -> BTreeMap<String, String> {
 /// The ConfigMap's data for nodes that run in `env` (the testbed starts local nodes from it
 /// with the same start script).
 pub fn config_data_in(cluster: &Cluster, env: &dyn Environment) -> BTreeMap<String, String> {
+    data(cluster, env, None)
+}
+
+/// The ConfigMap's data as a restart is decided on: the settings as the pods started with
+/// them (`startup`, see [`BrokerConfigStatus`](crate::api::BrokerConfigStatus)), which
+/// differ from the spec's by the settings applied live.
+pub fn keyed_data(cluster: &Cluster, startup: &config::Properties) -> BTreeMap<String, String> {
+    data(cluster, &Kubernetes { cluster }, Some(startup))
+}
+
+fn data(
+    cluster: &Cluster,
+    env: &dyn Environment,
+    settings: Option<&config::Properties>,
+) -> BTreeMap<String, String> {
+    let render = |props: config::Properties| match settings {
+        Some(settings) => config::render(&config::with_settings(&props, settings)),
+        None => config::render(&props),
+    };
     let mut data = BTreeMap::new();
     data.insert(
         "broker.properties".to_string(),
-        config::render(&config::broker_properties(cluster, env, Node::FromPod)),
+        render(config::broker_properties(cluster, env, Node::FromPod)),
     );
     if cluster.is_kraft() {
         data.insert(
             "controller.properties".to_string(),
-            config::render(&config::controller_properties(cluster, env, Node::FromPod)),
+            render(config::controller_properties(cluster, env, Node::FromPod)),
         );
     }
     data.insert("start.sh".to_string(), START_SCRIPT.to_string());

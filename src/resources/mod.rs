@@ -39,6 +39,9 @@ pub struct BuildInputs {
     pub broker_replicas: i32,
     /// KRaft cluster id (from the status; chosen once).
     pub cluster_id: Option<String>,
+    /// The settings the pods' template is keyed on, when they differ from the spec's by
+    /// settings applied live (`status.brokerConfig.startup`); None keys it on the spec's.
+    pub startup: Option<config::Properties>,
 }
 
 /// Builds every object of a cluster.
@@ -51,12 +54,16 @@ pub fn build(cluster: &Cluster, inputs: &BuildInputs) -> Objects {
         ..cluster.clone()
     };
     let data = configmap::config_data(&running);
+    let keyed = match &inputs.startup {
+        Some(startup) => configmap::keyed_data(&running, startup),
+        None => data.clone(),
+    };
     let hash_of = |role: Role| {
         let keys: &[&str] = match role {
             Role::Broker => &["broker.properties", "start.sh", "jmx-exporter.yaml"],
             Role::Controller => &["controller.properties", "start.sh"],
         };
-        let subset: BTreeMap<String, String> = data
+        let subset: BTreeMap<String, String> = keyed
             .iter()
             .filter(|(k, _)| keys.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -121,18 +128,45 @@ mod tests {
     use super::*;
     use crate::api::validate;
 
-    fn objects(spec: &str, replicas: i32) -> Objects {
+    fn cluster(spec: &str) -> Cluster {
         let mut kc = KafkaCluster::new("kafka", serde_yaml::from_str(spec).unwrap());
         kc.metadata.namespace = Some("prod".into());
         kc.metadata.uid = Some("uid-1".into());
-        let cluster = validate(&kc).unwrap();
+        validate(&kc).unwrap()
+    }
+
+    fn objects_started_with(
+        spec: &str,
+        replicas: i32,
+        startup: Option<config::Properties>,
+    ) -> Objects {
         build(
-            &cluster,
+            &cluster(spec),
             &BuildInputs {
                 broker_replicas: replicas,
                 cluster_id: Some("AAAAAAAAAAAAAAAAAAAAAA".into()),
+                startup,
             },
         )
+    }
+
+    fn objects(spec: &str, replicas: i32) -> Objects {
+        objects_started_with(spec, replicas, None)
+    }
+
+    fn hash(o: &Objects, i: usize) -> String {
+        o.statefulsets[i]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[statefulset::CONFIG_HASH_ANNOTATION]
+            .clone()
     }
 
     fn kafka_container(sts: &StatefulSet) -> &Container {
@@ -300,20 +334,6 @@ mod tests {
 
     #[test]
     fn configuration_changes_change_the_template_hash_of_the_role_concerned() {
-        let hash = |o: &Objects, i: usize| {
-            o.statefulsets[i]
-                .spec
-                .as_ref()
-                .unwrap()
-                .template
-                .metadata
-                .as_ref()
-                .unwrap()
-                .annotations
-                .as_ref()
-                .unwrap()[statefulset::CONFIG_HASH_ANNOTATION]
-                .clone()
-        };
         let a = objects("brokerCount: 3", 3);
         let b = objects("brokerCount: 3\nkafkaOptions: {logRetentionHours: 12}", 3);
         assert_ne!(hash(&a, 1), hash(&b, 1));
@@ -326,6 +346,29 @@ mod tests {
         let asked = objects("brokerCount: 2", 3);
         assert_eq!(hash(&a, 0), hash(&asked, 0));
         assert_eq!(hash(&a, 1), hash(&asked, 1));
+    }
+
+    #[test]
+    fn settings_applied_live_leave_the_template_as_the_pods_started_with_it() {
+        let before = "brokerCount: 3\nkafkaOptions: {logRetentionHours: 168}";
+        let after = "brokerCount: 3\nkafkaOptions: {logRetentionHours: 200}";
+        let startup = config::settings(&cluster(before));
+        // Keyed on the settings the spec renders: the same hash as with no record at all, so
+        // an operator that starts keeping the record rolls nothing.
+        assert_eq!(
+            hash(&objects_started_with(before, 3, Some(startup.clone())), 1),
+            hash(&objects(before, 3), 1)
+        );
+        let live = objects_started_with(after, 3, Some(startup));
+        for role in [0, 1] {
+            assert_eq!(hash(&live, role), hash(&objects(before, 3), role));
+        }
+        // The pods still get the spec's value when they start.
+        assert!(
+            live.config_map.data.as_ref().unwrap()["broker.properties"]
+                .contains("log.retention.hours=200\n")
+        );
+        assert_ne!(hash(&objects(after, 3), 1), hash(&objects(before, 3), 1));
     }
 
     #[test]

@@ -309,6 +309,18 @@ impl LocalKafka {
         self.run_tool(&all, "kafka-reassign-partitions").await
     }
 
+    /// Runs Kafka's own `kafka-configs` against this cluster with `args` (e.g. `--describe
+    /// --entity-type brokers --entity-default`); its standard output.
+    pub async fn configs(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec![
+            "kafka.admin.ConfigCommand".to_string(),
+            "--bootstrap-server".to_string(),
+            self.bootstrap_servers(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        self.run_tool(&all, "kafka-configs").await
+    }
+
     /// Runs a Kafka tool to completion, bounded in time; its output on failure.
     async fn run_tool(&self, args: &[String], what: &str) -> anyhow::Result<String> {
         let mut cmd = tokio::process::Command::new(self.java());

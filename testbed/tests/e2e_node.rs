@@ -278,7 +278,10 @@ async fn a_configuration_change_rolls_with_controlled_shutdowns(
     let uids_before: Vec<Option<String>> = before.iter().map(|p| p.uid()).collect();
     let producer = Producer::start(ROLL_PREFIX).await?;
     let rolled = async {
-        patch(serde_json::json!({"kafkaOptions": {"logRetentionHours": 72}})).await?;
+        // Read-only in Kafka, so it restarts the brokers (a setting Kafka changes live would
+        // not).
+        patch(serde_json::json!({"kafkaOptions": {"config": {"queued.max.requests": "600"}}}))
+            .await?;
         // Until every broker pod is new and the cluster is Running again: never more than one
         // broker pod missing or not ready at a time.
         let started = Instant::now();
@@ -316,11 +319,11 @@ async fn a_configuration_change_rolls_with_controlled_shutdowns(
             let config = in_client(&format!(
                 "/opt/kafka/bin/kafka-configs.sh --bootstrap-server {BOOTSTRAP} --describe \
                  --entity-type brokers --entity-name {id} --all \
-                 | grep -o 'log.retention.hours=[0-9]*' | head -n 1"
+                 | grep -o 'queued.max.requests=[0-9]*' | head -n 1"
             ))
             .await?;
             ensure!(
-                config.trim() == "log.retention.hours=72",
+                config.trim() == "queued.max.requests=600",
                 "{name} reports {config:?}"
             );
         }

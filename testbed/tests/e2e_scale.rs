@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, ensure};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
@@ -1043,6 +1043,98 @@ async fn scaling_moves_data_and_never_loses_it() {
 
     scenarios
         .run(
+            "a setting Kafka changes live is applied to every broker, and no pod restarts",
+            Box::pin(async {
+                bed.settled(4).await?;
+                let pods: Api<Pod> = Api::namespaced(bed.client.clone(), NS);
+                let uids = || async {
+                    let list = pods
+                        .list(
+                            &ListParams::default()
+                                .labels("app.kubernetes.io/managed-by=kafka-operator"),
+                        )
+                        .await?;
+                    anyhow::Ok(
+                        list.iter()
+                            .map(|p| (p.name_any(), p.uid()))
+                            .collect::<BTreeMap<_, _>>(),
+                    )
+                };
+                let before = uids().await?;
+                let sts: Api<StatefulSet> = Api::namespaced(bed.client.clone(), NS);
+                let template = |s: StatefulSet| s.spec.map(|s| s.template);
+                let template_before = template(sts.get(NAME).await?);
+                bed.patch_spec(
+                    serde_json::json!({"kafkaOptions": {"logRetentionBytes": 1073741824}}),
+                )
+                .await?;
+                wait_for("the setting to be recorded as live", LONG, || async {
+                    let st = bed.kc().await?.status.unwrap_or_default();
+                    let live = st.broker_config.map(|c| c.live).unwrap_or_default();
+                    Ok(
+                        (live.get("log.retention.bytes").map(String::as_str) == Some("1073741824"))
+                            .then_some(()),
+                    )
+                })
+                .await?;
+                let kc = bed.settled(4).await?;
+                let startup = kc
+                    .status
+                    .and_then(|s| s.broker_config)
+                    .map(|c| c.startup)
+                    .unwrap_or_default();
+                ensure!(
+                    startup.get("log.retention.bytes").map(String::as_str) != Some("1073741824"),
+                    "the pods' template is keyed on the new value: {startup:?}"
+                );
+                ensure!(
+                    template(sts.get(NAME).await?) == template_before,
+                    "the broker template changed"
+                );
+                for b in 0..4 {
+                    let configs = bed
+                        .admin
+                        .describe_configs(&[ConfigResource::Broker(b)])
+                        .await?;
+                    let value = configs
+                        .values()
+                        .next()
+                        .and_then(|c| c.get("log.retention.bytes"))
+                        .and_then(|v| v.value.clone());
+                    ensure!(
+                        value.as_deref() == Some("1073741824"),
+                        "broker {b} runs log.retention.bytes {value:?}"
+                    );
+                }
+                // A pod that restarts for any reason starts with the spec's value.
+                let cms: Api<ConfigMap> = Api::namespaced(bed.client.clone(), NS);
+                let data = cms
+                    .get(&kafka_operator::resources::names::config_map(NAME))
+                    .await?
+                    .data
+                    .unwrap_or_default();
+                ensure!(
+                    data.get("broker.properties")
+                        .is_some_and(|p| p.contains("log.retention.bytes=1073741824\n")),
+                    "the ConfigMap does not carry the new value"
+                );
+                let ev = bed.events().await;
+                ensure!(
+                    ev.lines().any(|l| l.starts_with("ConfigAppliedLive")
+                        && l.contains("log.retention.bytes=1073741824")),
+                    "no ConfigAppliedLive event in\n{ev}"
+                );
+                // Settled once more: nothing restarted meanwhile either.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let after = uids().await?;
+                ensure!(after == before, "pods restarted: {before:?} -> {after:?}");
+                Ok(())
+            }),
+        )
+        .await;
+
+    scenarios
+        .run(
             "a configuration change rolls the brokers one at a time, every partition kept in sync",
             Box::pin(async {
                 // orders: 3 replicas, at least 2 in sync for a write.
@@ -1093,8 +1185,11 @@ async fn scaling_moves_data_and_never_loses_it() {
                         anyhow::Ok(sent)
                     }
                 });
-                bed.patch_spec(serde_json::json!({"kafkaOptions": {"logRetentionHours": 200}}))
-                    .await?;
+                // Read-only in Kafka: only a restart applies it.
+                bed.patch_spec(
+                    serde_json::json!({"kafkaOptions": {"config": {"queued.max.requests": "600"}}}),
+                )
+                .await?;
                 let new_revision = wait_for("a new broker template", LONG, || async {
                     let revision = sts.get(NAME).await?.status.and_then(|s| s.update_revision);
                     Ok(revision.filter(|r| *r != old_revision))
@@ -1208,11 +1303,11 @@ async fn scaling_moves_data_and_never_loses_it() {
                     let value = configs
                         .values()
                         .next()
-                        .and_then(|c| c.get("log.retention.hours"))
+                        .and_then(|c| c.get("queued.max.requests"))
                         .and_then(|v| v.value.clone());
                     ensure!(
-                        value.as_deref() == Some("200"),
-                        "broker {b} runs log.retention.hours {value:?}"
+                        value.as_deref() == Some("600"),
+                        "broker {b} runs queued.max.requests {value:?}"
                     );
                 }
                 bed.all_messages_readable().await

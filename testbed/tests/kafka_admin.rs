@@ -20,6 +20,7 @@ use kafka_operator::kafka::{
     BrokerId, ClusterSnapshot, ConfigOp, ConfigResource, KafkaAdmin, KafkaClient,
     KafkaClientConfig, KafkaError, NewTopic, Throttle, TopicPartition,
 };
+use kafka_operator::operations::broker_config;
 use kafka_operator::operations::topics::{plan_topics, reconcile_topics};
 use kafka_operator::planner::PartitionAssignment;
 use kafka_operator::planner::json::{parse_reassignment, reassignment_json};
@@ -98,6 +99,11 @@ async fn kafka_admin_scenarios() {
     s.run(
         "broker killed mid-reassignment loses no message",
         Box::pin(kill_mid_reassignment(&mut kafka, &admin)),
+    )
+    .await;
+    s.run(
+        "broker settings Kafka changes live go live on every broker, read-only ones restart",
+        Box::pin(live_settings(&kafka, &admin)),
     )
     .await;
     s.run(
@@ -1167,5 +1173,168 @@ async fn quorum(kafka: &mut LocalKafka, admin: &KafkaClient) -> anyhow::Result<(
         Ok((q.leader.is_some() && q.lagging(2_000).is_empty()).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The cluster-wide broker defaults as Kafka's own `kafka-configs` lists them.
+async fn broker_defaults(kafka: &LocalKafka) -> anyhow::Result<String> {
+    kafka
+        .configs(&["--describe", "--entity-type", "brokers", "--entity-default"])
+        .await
+}
+
+async fn live_settings(kafka: &LocalKafka, admin: &KafkaClient) -> anyhow::Result<()> {
+    // What Kafka says of each setting decides: none of it is a list kept here.
+    let described = admin
+        .describe_configs(&[ConfigResource::Broker(0)])
+        .await?
+        .remove(&ConfigResource::Broker(0))
+        .context("broker 0 described nothing")?;
+    // What the README says of the named kafkaOptions, checked against Kafka. Kafka changes
+    // retention live only by its milliseconds; hours are read at start.
+    let mut wrong = Vec::new();
+    for (key, read_only) in [
+        ("log.retention.ms", false),
+        ("log.retention.bytes", false),
+        ("log.segment.bytes", false),
+        ("compression.type", false),
+        ("min.insync.replicas", false),
+        ("message.max.bytes", false),
+        ("unclean.leader.election.enable", false),
+        ("num.network.threads", false),
+        ("num.io.threads", false),
+        ("num.replica.fetchers", false),
+        ("log.retention.hours", true),
+        ("auto.create.topics.enable", true),
+        ("delete.topic.enable", true),
+        ("num.partitions", true),
+        ("default.replication.factor", true),
+        ("auto.leader.rebalance.enable", true),
+        ("queued.max.requests", true),
+    ] {
+        match described.get(key) {
+            None => wrong.push(format!("{key}: not described")),
+            Some(e) if e.read_only != read_only => {
+                wrong.push(format!("{key}: read-only {}", e.read_only))
+            }
+            Some(_) => {}
+        }
+    }
+    ensure!(wrong.is_empty(), "{}", wrong.join("; "));
+
+    let started = broker_config::initial(&props(&[
+        ("log.retention.ms", "604800000"),
+        ("queued.max.requests", "500"),
+    ]));
+    let desired = props(&[
+        ("log.retention.ms", "720000000"),
+        ("queued.max.requests", "500"),
+        ("message.max.bytes", "2000000"),
+    ]);
+    let live = broker_config::settle(Some(admin), true, &desired, Some(&started)).await?;
+    ensure!(live.restart.is_empty(), "{live:?}");
+    ensure!(live.waiting.is_none(), "{live:?}");
+    ensure!(
+        live.config.startup == started.startup,
+        "the template would change: {live:?}"
+    );
+    ensure!(
+        live.config.live
+            == props(&[
+                ("log.retention.ms", "720000000"),
+                ("message.max.bytes", "2000000")
+            ]),
+        "{live:?}"
+    );
+    // Every broker, asked by Kafka's own tool, has the values.
+    for b in 0..BROKERS {
+        let all = kafka
+            .configs(&[
+                "--describe",
+                "--entity-type",
+                "brokers",
+                "--entity-name",
+                &b.to_string(),
+                "--all",
+            ])
+            .await?;
+        for want in ["log.retention.ms=720000000", "message.max.bytes=2000000"] {
+            ensure!(
+                all.lines().any(|l| l.trim_start().starts_with(want)),
+                "broker {b} does not report {want}:\n{all}"
+            );
+        }
+    }
+    let defaults = broker_defaults(kafka).await?;
+    ensure!(
+        defaults.contains("log.retention.ms=720000000")
+            && defaults.contains("message.max.bytes=2000000"),
+        "{defaults}"
+    );
+
+    // Round two, from what round one recorded: a read-only setting restarts, with the whole
+    // spec; a live setting removed from the spec that the pods never started with is deleted.
+    let desired = props(&[
+        ("log.retention.ms", "720000000"),
+        ("queued.max.requests", "600"),
+    ]);
+    let restart = broker_config::settle(Some(admin), true, &desired, Some(&live.config)).await?;
+    ensure!(
+        restart.restart == ["queued.max.requests (read-only in Kafka)"],
+        "{restart:?}"
+    );
+    ensure!(restart.config.startup == desired, "{restart:?}");
+    ensure!(
+        restart.config.live == props(&[("log.retention.ms", "720000000")]),
+        "{restart:?}"
+    );
+    let defaults = broker_defaults(kafka).await?;
+    ensure!(
+        !defaults.contains("message.max.bytes"),
+        "message.max.bytes is still a default:\n{defaults}"
+    );
+
+    // A value Kafka refuses is an error naming it; nothing is set, nothing restarts.
+    let bad = props(&[
+        ("log.retention.ms", "720000000"),
+        ("queued.max.requests", "600"),
+        ("message.max.bytes", "-5"),
+    ]);
+    match broker_config::settle(Some(admin), true, &bad, Some(&restart.config)).await {
+        Err(KafkaError::Refused { reason, .. }) if reason.contains("message.max.bytes") => {}
+        other => bail!("a bad value was not refused with its name: {other:?}"),
+    }
+    ensure!(
+        !broker_defaults(kafka).await?.contains("message.max.bytes"),
+        "a refused value was set"
+    );
+    // A setting Kafka changes per broker only, never as a cluster-wide default, restarts.
+    let per_broker = props(&[
+        ("log.retention.ms", "720000000"),
+        ("queued.max.requests", "600"),
+        ("ssl.client.auth", "none"),
+    ]);
+    let fallback =
+        broker_config::settle(Some(admin), true, &per_broker, Some(&restart.config)).await?;
+    ensure!(
+        fallback.restart.len() == 1
+            && fallback.restart[0].starts_with("ssl.client.auth (Kafka refused to change it live"),
+        "{fallback:?}"
+    );
+    ensure!(fallback.config.startup == per_broker, "{fallback:?}");
+
+    admin
+        .alter_configs(
+            &ConfigResource::BrokerDefault,
+            &BTreeMap::from([("log.retention.ms".to_string(), ConfigOp::Delete)]),
+        )
+        .await?;
     Ok(())
 }
