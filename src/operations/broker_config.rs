@@ -289,18 +289,37 @@ async fn confirm(
     brokers: &[i32],
     set: &BTreeMap<&String, &String>,
 ) -> Result<Option<String>, KafkaError> {
-    if set.is_empty() {
-        return Ok(None);
+    let expected: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let differing = await_reported(admin, brokers, &expected, VERIFY_WAIT).await?;
+    Ok((!differing.is_empty()).then(|| {
+        format!(
+            "the live settings to reach every broker ({}; a setting made on one broker overrides the cluster-wide one)",
+            differing.join(", ")
+        )
+    }))
+}
+
+/// Waits up to `wait` for every broker in `brokers` to report each `(key, value)` of
+/// `expected` (brokers learn of a change through the metadata log, or ZooKeeper); what still
+/// differs then, as `broker B reports key=value`, or nothing.
+pub(crate) async fn await_reported(
+    admin: &dyn KafkaAdmin,
+    brokers: &[i32],
+    expected: &[(&str, &str)],
+    wait: Duration,
+) -> Result<Vec<String>, KafkaError> {
+    if expected.is_empty() || brokers.is_empty() {
+        return Ok(Vec::new());
     }
     let resources: Vec<ConfigResource> =
         brokers.iter().map(|b| ConfigResource::Broker(*b)).collect();
-    let deadline = Instant::now() + VERIFY_WAIT;
+    let deadline = Instant::now() + wait;
     loop {
         let described = admin.describe_configs(&resources).await?;
         let mut differing = Vec::new();
         for b in brokers {
             let entries = described.get(&ConfigResource::Broker(*b));
-            for (k, v) in set {
+            for (k, v) in expected {
                 let reported = entries.and_then(|e| e.get(*k));
                 if !reports(reported, v) {
                     let shown = reported
@@ -310,16 +329,10 @@ async fn confirm(
                 }
             }
         }
-        if differing.is_empty() {
-            return Ok(None);
+        if differing.is_empty() || Instant::now() > deadline {
+            return Ok(differing);
         }
-        if Instant::now() > deadline {
-            return Ok(Some(format!(
-                "the live settings to reach every broker ({}; a setting made on one broker overrides the cluster-wide one)",
-                differing.join(", ")
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

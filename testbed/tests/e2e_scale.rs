@@ -156,6 +156,26 @@ impl Bed {
         .await
     }
 
+    /// Every broker reports `value` for the setting `key`.
+    async fn every_broker_runs(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        for b in 0..4 {
+            let configs = self
+                .admin
+                .describe_configs(&[ConfigResource::Broker(b)])
+                .await?;
+            let runs = configs
+                .values()
+                .next()
+                .and_then(|c| c.get(key))
+                .and_then(|v| v.value.clone());
+            ensure!(
+                runs.as_deref() == Some(value),
+                "broker {b} runs {key} {runs:?}"
+            );
+        }
+        Ok(())
+    }
+
     /// Every message ever acknowledged is still there, each once.
     async fn all_messages_readable(&self) -> anyhow::Result<()> {
         e2e::all_readable(&self.admin, &self.bootstrap, &self.sent, LONG).await
@@ -1091,21 +1111,8 @@ async fn scaling_moves_data_and_never_loses_it() {
                     template(sts.get(NAME).await?) == template_before,
                     "the broker template changed"
                 );
-                for b in 0..4 {
-                    let configs = bed
-                        .admin
-                        .describe_configs(&[ConfigResource::Broker(b)])
-                        .await?;
-                    let value = configs
-                        .values()
-                        .next()
-                        .and_then(|c| c.get("log.retention.bytes"))
-                        .and_then(|v| v.value.clone());
-                    ensure!(
-                        value.as_deref() == Some("1073741824"),
-                        "broker {b} runs log.retention.bytes {value:?}"
-                    );
-                }
+                bed.every_broker_runs("log.retention.bytes", "1073741824")
+                    .await?;
                 // A pod that restarts for any reason starts with the spec's value.
                 let cms: Api<ConfigMap> = Api::namespaced(bed.client.clone(), NS);
                 let data = cms
@@ -1295,21 +1302,7 @@ async fn scaling_moves_data_and_never_loses_it() {
                     leaders.get(&3).copied().unwrap_or(0) > 0,
                     "broker 3 leads nothing after the roll: {leaders:?}"
                 );
-                for b in 0..4 {
-                    let configs = bed
-                        .admin
-                        .describe_configs(&[ConfigResource::Broker(b)])
-                        .await?;
-                    let value = configs
-                        .values()
-                        .next()
-                        .and_then(|c| c.get("queued.max.requests"))
-                        .and_then(|v| v.value.clone());
-                    ensure!(
-                        value.as_deref() == Some("600"),
-                        "broker {b} runs queued.max.requests {value:?}"
-                    );
-                }
+                bed.every_broker_runs("queued.max.requests", "600").await?;
                 bed.all_messages_readable().await
             }),
         )

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::api::{Operation, PartitionMove, Step};
 use crate::kafka::throttle::LEADER_RATE;
 use crate::kafka::{
-    BrokerId, ConfigResource, KafkaAdmin, KafkaError, OngoingReassignment, Throttle, TopicPartition,
+    BrokerId, KafkaAdmin, KafkaError, OngoingReassignment, Throttle, TopicPartition,
 };
 use crate::operations::batch::{PendingMove, copying, next_batch};
+use crate::operations::broker_config::await_reported;
 use crate::planner::{self, PartitionAssignment, PlanRequest};
 
 use super::throttles::{self, clear_throttles};
@@ -334,27 +335,10 @@ async fn throttle_in_effect(
     admin: &dyn KafkaAdmin,
     throttle: &Throttle,
 ) -> Result<bool, KafkaError> {
-    let resources: Vec<ConfigResource> = throttle
-        .brokers
-        .iter()
-        .map(|b| ConfigResource::Broker(*b))
-        .collect();
+    let brokers: Vec<BrokerId> = throttle.brokers.iter().copied().collect();
     let rate = throttle.rate.to_string();
-    let deadline = std::time::Instant::now() + THROTTLE_WAIT;
-    loop {
-        let configs = admin.describe_configs(&resources).await?;
-        let applied = resources.iter().all(|r| {
-            configs
-                .get(r)
-                .and_then(|c| c.get(LEADER_RATE))
-                .and_then(|v| v.value.as_deref())
-                == Some(rate.as_str())
-        });
-        if applied || std::time::Instant::now() > deadline {
-            return Ok(applied);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let differing = await_reported(admin, &brokers, &[(LEADER_RATE, &rate)], THROTTLE_WAIT).await?;
+    Ok(differing.is_empty())
 }
 
 /// Cancels the operation's reassignments still in progress (not those of other tools) and
