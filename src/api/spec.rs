@@ -237,6 +237,12 @@ pub struct KafkaClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controllers: Option<ControllerSpec>,
 
+    /// Rack awareness: each broker's `broker.rack` is the value of this label on the node its
+    /// pod runs on, brokers and controllers spread evenly over its values, and partition moves
+    /// keep every partition's replicas in as many racks as they can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<RackSpec>,
+
     /// How partitions are moved when brokers are added or removed.
     #[serde(default)]
     pub rebalance: RebalanceSpec,
@@ -454,6 +460,20 @@ impl Default for ControllerSpec {
 
 fn default_controller_replicas() -> i32 {
     3
+}
+
+/// Where the brokers' racks come from.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RackSpec {
+    /// The node label whose value is a broker's rack, e.g. `topology.kubernetes.io/zone`.
+    #[schemars(length(max = 317))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!self.contains('/') || self.indexOf('/') <= 253)"
+    ).message(
+        "rack.topologyKey must be a node label key such as topology.kubernetes.io/zone: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    ))]
+    pub topology_key: String,
 }
 
 /// How partitions move when brokers are added or removed.

@@ -66,6 +66,8 @@ pub struct Cluster {
     pub grace_period_seconds: i64,
     pub jmx_exporter: Option<JmxExporter>,
     pub node_selector: BTreeMap<String, String>,
+    /// The node label whose value is a broker's `broker.rack`, when rack awareness is on.
+    pub rack_topology_key: Option<String>,
     pub rebalance: RebalanceSpec,
     pub pvc_retention: PvcRetention,
     pub broker_service_type: BrokerServiceType,
@@ -292,6 +294,7 @@ pub fn validate(kc: &KafkaCluster) -> Result<Cluster, SpecError> {
             .unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS),
         jmx_exporter,
         node_selector: spec.node_selector.clone(),
+        rack_topology_key: spec.rack.as_ref().map(|r| r.topology_key.clone()),
         rebalance: spec.rebalance.clone(),
         pvc_retention: spec.pvc_retention.clone(),
         broker_service_type: spec.broker_service_type,

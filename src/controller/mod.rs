@@ -5,6 +5,7 @@ mod apply;
 pub mod error;
 pub mod kafka;
 pub mod leader;
+pub mod racks;
 pub mod reconcile;
 pub mod status;
 pub mod stuck;

@@ -32,6 +32,7 @@ use crate::resources::{self, BuildInputs};
 use super::Context;
 use super::apply::apply;
 use super::error::{Error, Result};
+use super::racks;
 use super::status::{self, Observed};
 use super::stuck;
 
@@ -55,7 +56,7 @@ fn backoff(failures: u32) -> Duration {
 ///    [`validated`];
 /// 2. [`observe`]: the broker StatefulSet, the pods, and a Kafka admin once a broker is ready;
 /// 3. one concern at a time, each deciding from what was seen and acting at once:
-///    [`settle_cluster_id`], [`advance_scaling`], [`settle_broker_config`],
+///    [`assign_racks`], [`settle_cluster_id`], [`advance_scaling`], [`settle_broker_config`],
 ///    [`apply_objects`], [`advance_roll`],
 ///    [`manage_topics`], [`record_membership`];
 /// 4. [`report`]: status, conditions and events, and when to look again.
@@ -95,6 +96,7 @@ pub async fn apply_cluster(cached: Arc<KafkaCluster>, ctx: &Context) -> Result<A
         return Ok(Action::await_change());
     };
     let seen = observe(ctx, kc, cluster).await?;
+    assign_racks(ctx, &seen, &mut round).await?;
     settle_cluster_id(ctx, &seen, &mut round).await?;
     let outcome = advance_scaling(ctx, &seen, &mut round).await?;
     settle_broker_config(ctx, &seen, &mut round, outcome.broker_replicas).await?;
@@ -256,6 +258,27 @@ async fn observe(ctx: &Context, kc: Arc<KafkaCluster>, cluster: Cluster) -> Resu
         pods,
         admin,
     })
+}
+
+/// Rack-aware clusters: broker pods that are on a node get its rack written on them (their
+/// broker waits for it, see [`racks`]). A node without the rack label holds its broker, which
+/// the status and a Warning event say with the command that fixes it.
+async fn assign_racks(ctx: &Context, seen: &Seen, round: &mut Round) -> Result<()> {
+    let Some(key) = &seen.cluster.rack_topology_key else {
+        return Ok(());
+    };
+    for problem in racks::assign(&ctx.client, seen.namespace(), key, &seen.pods).await? {
+        ctx.event(
+            &seen.kc,
+            EventType::Warning,
+            "RackUnknown",
+            "AssignRack",
+            problem.clone(),
+        )
+        .await;
+        round.kafka_trouble(problem);
+    }
+    Ok(())
 }
 
 /// The KRaft cluster id is stored before any pod can format a volume with it: chosen once, or

@@ -1039,6 +1039,39 @@ fn drain_four_to_three_moves_each_leaving_replica_once_and_throttled() {
 }
 
 #[test]
+fn a_drain_in_three_racks_keeps_every_partition_in_as_many_racks_as_it_has_replicas() {
+    let mut sim = Sim::new(&Setup {
+        brokers: 6,
+        ..Setup::default()
+    });
+    let rack = |b: BrokerId| ["zone-a", "zone-b", "zone-c"][b as usize % 3];
+    for b in 0..6 {
+        sim.kafka.set_rack(b, rack(b));
+    }
+    let racks_of =
+        |replicas: &[BrokerId]| replicas.iter().map(|b| rack(*b)).collect::<BTreeSet<_>>();
+    for (tp, replicas) in sim.assignment() {
+        assert_eq!(
+            racks_of(&replicas).len(),
+            replicas.len(),
+            "{tp} starts on {replicas:?}"
+        );
+    }
+    sim.desired = 4;
+    sim.assert_settles_clean();
+    // Brokers 0-3 are in zones a, b, c, a: every partition still has each replica in its own
+    // zone, so losing a zone loses at most one copy of anything.
+    for (tp, replicas) in sim.assignment() {
+        assert!(replicas.iter().all(|b| *b < 4), "{tp} on {replicas:?}");
+        assert_eq!(
+            racks_of(&replicas).len(),
+            replicas.len(),
+            "{tp} ended on {replicas:?}"
+        );
+    }
+}
+
+#[test]
 fn scale_up_three_to_four_rebalances_onto_the_new_broker() {
     let mut sim = Sim::new(&Setup {
         brokers: 3,

@@ -303,6 +303,91 @@ mod tests {
     }
 
     #[test]
+    fn rack_aware_brokers_read_their_rack_from_the_pod_and_spread_over_racks() {
+        let zone = "topology.kubernetes.io/zone";
+        let o = objects(&format!("brokerCount: 3\nrack:\n  topologyKey: {zone}"), 3);
+        for sts in &o.statefulsets {
+            let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            let spread = pod.topology_spread_constraints.as_ref().unwrap();
+            assert_eq!(spread.len(), 1);
+            assert_eq!(spread[0].topology_key, zone);
+            assert_eq!(spread[0].max_skew, 1);
+            assert_eq!(spread[0].when_unsatisfiable, "DoNotSchedule");
+            // It counts the pods of this StatefulSet: the role's own pods.
+            let template = sts
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap();
+            let labels = template.labels.as_ref().unwrap();
+            let selector = spread[0].label_selector.as_ref().unwrap();
+            let selector = selector.match_labels.as_ref().unwrap();
+            assert!(selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+            assert_eq!(
+                selector.get(names::LABEL_COMPONENT),
+                labels.get(names::LABEL_COMPONENT)
+            );
+        }
+        // Only brokers have a rack: the controllers' pods read nothing.
+        let controller = kafka_container(&o.statefulsets[0]);
+        assert_eq!(env(controller, "KAFKA_OPERATOR_RACK_FILE"), None);
+        let broker_pod = o.statefulsets[1]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        let broker = &broker_pod.containers[0];
+        assert_eq!(
+            env(broker, "KAFKA_OPERATOR_RACK_FILE"),
+            Some("/etc/kafka-operator-pod/rack")
+        );
+        let mount = broker
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.mount_path == "/etc/kafka-operator-pod")
+            .unwrap();
+        let volume = broker_pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        let file = &volume
+            .downward_api
+            .as_ref()
+            .unwrap()
+            .items
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(file.path, "rack");
+        assert_eq!(
+            file.field_ref.as_ref().unwrap().field_path,
+            "metadata.annotations['krallistic.github.com/rack']"
+        );
+        // Without rack awareness, nothing of it.
+        let o = objects("brokerCount: 3", 3);
+        let pod = o.statefulsets[1]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        assert!(pod.topology_spread_constraints.is_none());
+        assert_eq!(env(&pod.containers[0], "KAFKA_OPERATOR_RACK_FILE"), None);
+    }
+
+    #[test]
     fn jmx_sidecar_exports_broker_metrics() {
         let o = objects("brokerCount: 1\njmxSidecar: true", 1);
         let pod = o.statefulsets[1]

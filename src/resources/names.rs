@@ -20,6 +20,15 @@ pub const RESTART_ANNOTATION: &str = "krallistic.github.com/restart";
 /// still show every partition fully in sync on the other brokers.
 pub const LOST_BROKERS_ANNOTATION: &str = "krallistic.github.com/lost-brokers";
 
+/// On a broker pod of a rack-aware cluster: the rack of the pod's node (the value of the
+/// cluster's `rack.topologyKey` label there), written by the operator once the pod is scheduled
+/// and read by the pod through the downward API as its `broker.rack`.
+pub const RACK_ANNOTATION: &str = "krallistic.github.com/rack";
+/// Where a broker pod's downward-API volume (`pod-info`) is mounted.
+pub const POD_INFO_DIR: &str = "/etc/kafka-operator-pod";
+/// The file in [`POD_INFO_DIR`] holding the pod's [`RACK_ANNOTATION`].
+pub const RACK_FILE: &str = "rack";
+
 /// Client listener: what applications connect to.
 pub const CLIENT_PORT: u16 = 9092;
 /// Replication listener: broker-to-broker traffic.

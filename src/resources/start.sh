@@ -4,7 +4,8 @@
 # Environment: POD_NAME (from the downward API), NODE_ID_BASE, KAFKA_CLUSTER_ID (KRaft only).
 # Optional: KAFKA_OPERATOR_CONFIG_DIR (where the ConfigMap is mounted, default
 # /etc/kafka-operator), KAFKA_OPERATOR_WORK_DIR (scratch space, default /tmp/kafka-operator),
-# LOG_DIR (Kafka's own log files, default /tmp/kafka-logs).
+# LOG_DIR (Kafka's own log files, default /tmp/kafka-logs), KAFKA_OPERATOR_RACK_FILE (brokers of
+# a rack-aware cluster: a downward-API file the operator fills with the rack of the pod's node).
 set -eu
 
 role="$1"
@@ -29,6 +30,22 @@ fi
 mkdir -p "$work"
 sed -e "s|\${NODE_ID}|$NODE_ID|g" -e "s|\${POD_NAME}|$POD_NAME|g" \
   "$config_dir/$role.properties" >"$work/server.properties"
+
+if [ -n "${KAFKA_OPERATOR_RACK_FILE:-}" ]; then
+  # The operator writes the rack once the pod is on a node that has the rack label; the
+  # kubelet then refreshes the file. A broker never starts without its rack.
+  waited=0
+  until [ -s "$KAFKA_OPERATOR_RACK_FILE" ]; do
+    if [ $((waited % 30)) = 0 ]; then
+      echo "start.sh: waiting for the operator to write this pod's rack (the zone of its node) into $KAFKA_OPERATOR_RACK_FILE"
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  rack=$(cat "$KAFKA_OPERATOR_RACK_FILE")
+  echo "broker.rack=$rack" >>"$work/server.properties"
+  echo "start.sh: rack $rack"
+fi
 
 # Kafka's scripts write their own logs next to the installation by default, which is read-only.
 export LOG_DIR="${LOG_DIR:-/tmp/kafka-logs}"

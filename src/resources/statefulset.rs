@@ -7,11 +7,12 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, TCPSocketAction, Toleration, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
+    DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, TCPSocketAction, Toleration, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -29,6 +30,9 @@ use super::owner_reference;
 /// Annotation on the pod template carrying a hash of the rendered configuration, so a
 /// configuration change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "krallistic.github.com/config-hash";
+
+/// The downward-API volume of a rack-aware broker pod.
+const POD_INFO_VOLUME: &str = "pod-info";
 
 /// Kafka images run as this user; volumes are group-owned by it.
 const KAFKA_UID: i64 = 1000;
@@ -151,6 +155,13 @@ fn build(
         env.push(plain_env("KAFKA_CLUSTER_ID", id));
     }
     env.extend(extra_env);
+    let rack_aware_broker = role == Role::Broker && cluster.rack_topology_key.is_some();
+    if rack_aware_broker {
+        env.push(plain_env(
+            "KAFKA_OPERATOR_RACK_FILE",
+            &format!("{}/{}", names::POD_INFO_DIR, names::RACK_FILE),
+        ));
+    }
 
     let mut volume_mounts = vec![
         VolumeMount {
@@ -170,6 +181,14 @@ fn build(
             ..Default::default()
         },
     ];
+    if rack_aware_broker {
+        volume_mounts.push(VolumeMount {
+            name: POD_INFO_VOLUME.into(),
+            mount_path: names::POD_INFO_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     volume_mounts.sort_by(|a, b| a.name.cmp(&b.name));
 
     let kafka = Container {
@@ -213,6 +232,23 @@ fn build(
             ..Default::default()
         },
     ];
+    if rack_aware_broker {
+        volumes.push(Volume {
+            name: POD_INFO_VOLUME.into(),
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: names::RACK_FILE.into(),
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: format!("metadata.annotations['{}']", names::RACK_ANNOTATION),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     let mut claim_templates = None;
     match &cluster.storage {
         Storage::Ephemeral => volumes.push(Volume {
@@ -266,6 +302,12 @@ fn build(
             ..Default::default()
         }),
         affinity: Some(spread_over_nodes(&names::pod_selector(&cluster.name, role))),
+        topology_spread_constraints: cluster.rack_topology_key.as_ref().map(|key| {
+            vec![spread_over_racks(
+                key,
+                &names::pod_selector(&cluster.name, role),
+            )]
+        }),
         // How long a node may be unreachable before the pod is evicted elsewhere: evicting a
         // broker too early only moves the problem, and with local volumes it cannot move.
         tolerations: Some(
@@ -422,6 +464,23 @@ fn spread_over_nodes(selector: &BTreeMap<String, String>) -> Affinity {
                     },
                 },
             ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Pods of a role spread evenly over the values of the rack label: no rack holds two more than
+/// another, and a pod waits for a node rather than break that (a broker placed in a crowded rack
+/// would make the planner's rack-aware placement impossible). Nodes without the label take no
+/// pods.
+fn spread_over_racks(key: &str, selector: &BTreeMap<String, String>) -> TopologySpreadConstraint {
+    TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: key.into(),
+        when_unsatisfiable: "DoNotSchedule".into(),
+        label_selector: Some(LabelSelector {
+            match_labels: Some(selector.clone()),
             ..Default::default()
         }),
         ..Default::default()

@@ -874,6 +874,14 @@ async fn bad_specs_are_refused_at_apply_time_naming_the_field() {
             "  brokerCount: 3\n  nodeSelector: {disktype: 'fast ssd'}\n",
             "nodeSelector values must be label values",
         ),
+        (
+            "  brokerCount: 3\n  rack: {topologyKey: 'zone name'}\n",
+            "rack.topologyKey must be a node label key",
+        ),
+        (
+            "  brokerCount: 3\n  rack: {}\n",
+            "spec.rack.topologyKey: Required value",
+        ),
     ];
     for (body, expected) in cases {
         let yaml = format!("{header}{body}");

@@ -177,10 +177,7 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     for (pod, (node, ip)) in broker_nodes.iter().chain(&controller_nodes) {
-        let index: u8 = node
-            .strip_prefix("testbed-node-")
-            .and_then(|i| i.parse().ok())
-            .expect("a testbed node");
+        let index = node_index(node);
         let slice = pod_cidr(index);
         let prefix = slice.trim_end_matches("0/24");
         assert!(
@@ -212,6 +209,41 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
             "{pod}'s volume"
         );
     }
+
+    // Rack awareness (`rack.topologyKey` is the zone label): the operator wrote each broker
+    // pod's zone on it, and Kafka reports every broker in the zone of its node, one per zone.
+    let (ok, out, err) = kubectl(
+        &[
+            "exec",
+            "-n",
+            NS,
+            "kraft-0",
+            "--",
+            "kafka-broker-api-versions",
+            "--bootstrap-server",
+            &format!("kraft.{NS}.svc.cluster.local:9092"),
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let mut zones = BTreeSet::new();
+    for (i, pod) in brokers.iter().enumerate() {
+        let zone = zone_name(node_index(&broker_nodes[pod].0));
+        let written = pods.get(pod).await.expect("pod");
+        assert_eq!(
+            written.annotations().get("krallistic.github.com/rack"),
+            Some(&zone),
+            "{pod}'s rack annotation"
+        );
+        let line = format!("(id: {i} rack: {zone} ");
+        assert!(
+            out.lines().any(|l| l.contains(&line)),
+            "Kafka does not report broker {i} in {zone}: {out}"
+        );
+        zones.insert(zone);
+    }
+    assert_eq!(zones.len(), 3, "one broker per zone");
 
     // The original example's image as written: `cp-kafka:latest`, which Kubernetes pulls on
     // every start (its default policy for that tag), from the node's registry, and which is
@@ -322,6 +354,13 @@ async fn the_brokers_spread_over_the_nodes_and_reach_each_other() {
         &["acks=all", "enable.idempotence=true"],
     )
     .await;
+}
+
+/// The index of a testbed node from its name (`testbed-node-<index>`).
+fn node_index(node: &str) -> u8 {
+    node.strip_prefix("testbed-node-")
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("{node} is not a testbed node"))
 }
 
 /// `kubectl port-forward` to the operator pod's metrics port answers with its metrics.

@@ -131,6 +131,17 @@ impl Pods {
 
     /// Runs `start.sh <role>` with the environment the StatefulSet gives the pod.
     fn start(&self, role: Role, cluster_id: &str, log: &Path) -> anyhow::Result<ManagedProcess> {
+        self.start_with(role, cluster_id, log, &[])
+    }
+
+    /// [`Pods::start`] with further environment (a rack-aware broker's rack file, say).
+    fn start_with(
+        &self,
+        role: Role,
+        cluster_id: &str,
+        log: &Path,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<ManagedProcess> {
         let path = format!(
             "{}:{}",
             self.bin.display(),
@@ -163,7 +174,10 @@ impl Pods {
                     .to_string(),
             ),
         ]
-        .map(|(k, v)| (k.to_string(), v));
+        .map(|(k, v)| (k.to_string(), v))
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.clone())))
+        .collect::<Vec<_>>();
         let script = self.config_dir.join("start.sh");
         Ok(ManagedProcess::spawn_with_env(
             &pod,
@@ -235,7 +249,7 @@ async fn start_script_scenarios() {
     let pods = Pods::new().expect("the pods' files are written");
     let mut s = Scenarios::new();
     s.run(
-        "start.sh formats once, keeps data and refuses another cluster's volume",
+        "start.sh formats once, keeps data, refuses another cluster's volume and waits for a rack",
         Box::pin(scenario(&pods)),
     )
     .await;
@@ -318,6 +332,38 @@ async fn scenario(pods: &Pods) -> anyhow::Result<()> {
 
     // With the right id again, the broker comes back with its data.
     restart_and_read(pods, &admin, &logs.join("broker-4.log"), TOPIC, &sent).await?;
+
+    // A broker of a rack-aware cluster waits for its pod's rack file (the downward-API file
+    // the operator fills from the pod's node), then runs in that rack.
+    let rack_file = logs.join("rack");
+    std::fs::write(&rack_file, "")?;
+    let mut racked = pods.start_with(
+        Role::Broker,
+        CLUSTER_ID,
+        &logs.join("broker-5.log"),
+        &[("KAFKA_OPERATOR_RACK_FILE", rack_file.display().to_string())],
+    )?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = racked.log_tail(20);
+    ensure!(
+        waiting.contains("waiting for the operator to write this pod's rack")
+            && !waiting.contains("starting broker")
+            && !racked.has_exited(),
+        "{waiting}"
+    );
+    std::fs::write(&rack_file, "zone-b")?;
+    broker_up(pods, &admin, &mut racked).await?;
+    let snapshot = admin.snapshot().await?;
+    let rack = snapshot
+        .brokers
+        .iter()
+        .find(|b| b.id == 0)
+        .and_then(|b| b.rack.clone());
+    ensure!(
+        rack.as_deref() == Some("zone-b"),
+        "broker 0's rack: {rack:?}"
+    );
+    racked.stop(Duration::from_secs(60)).await;
     controller.stop(Duration::from_secs(60)).await;
     Ok(())
 }

@@ -145,8 +145,14 @@ pub(super) async fn move_partitions(
             .filter(|(t, _)| snapshot.topics.contains_key(*t))
             .map(|(t, rf)| (t.clone(), (*rf).max(1) as usize))
             .collect(),
+        // A replica leaving a broker keeps to that broker's rack where it can.
+        leaving_racks: snapshot
+            .brokers
+            .iter()
+            .filter(|b| !targets.contains(&b.id))
+            .filter_map(|b| Some((b.id, b.rack.clone()?)))
+            .collect(),
         rebalance,
-        ..Default::default()
     };
     let plan = match planner::plan(&request) {
         Ok(plan) => plan,

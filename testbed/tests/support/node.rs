@@ -329,6 +329,8 @@ spec:
       memory: 768Mi
       diskSpace: 1Gi
   minimumGracePeriod: 30
+  rack:
+    topologyKey: topology.kubernetes.io/zone
   kafkaOptions:
     minInsyncReplicas: 2
     autoCreateTopics: false
