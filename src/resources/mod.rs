@@ -123,7 +123,7 @@ pub fn owner_reference(cluster: &Cluster) -> Option<OwnerReference> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Container;
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
 
     use super::*;
     use crate::api::validate;
@@ -167,6 +167,10 @@ mod tests {
             .as_ref()
             .unwrap()[statefulset::CONFIG_HASH_ANNOTATION]
             .clone()
+    }
+
+    fn pod_spec(sts: &StatefulSet) -> &PodSpec {
+        sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
     }
 
     fn kafka_container(sts: &StatefulSet) -> &Container {
@@ -307,7 +311,7 @@ mod tests {
         let zone = "topology.kubernetes.io/zone";
         let o = objects(&format!("brokerCount: 3\nrack:\n  topologyKey: {zone}"), 3);
         for sts in &o.statefulsets {
-            let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            let pod = pod_spec(sts);
             let spread = pod.topology_spread_constraints.as_ref().unwrap();
             assert_eq!(spread.len(), 1);
             assert_eq!(spread[0].topology_key, zone);
@@ -334,14 +338,7 @@ mod tests {
         // Only brokers have a rack: the controllers' pods read nothing.
         let controller = kafka_container(&o.statefulsets[0]);
         assert_eq!(env(controller, "KAFKA_OPERATOR_RACK_FILE"), None);
-        let broker_pod = o.statefulsets[1]
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
+        let broker_pod = pod_spec(&o.statefulsets[1]);
         let broker = &broker_pod.containers[0];
         assert_eq!(
             env(broker, "KAFKA_OPERATOR_RACK_FILE"),
@@ -375,14 +372,7 @@ mod tests {
         );
         // Without rack awareness, nothing of it.
         let o = objects("brokerCount: 3", 3);
-        let pod = o.statefulsets[1]
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
+        let pod = pod_spec(&o.statefulsets[1]);
         assert!(pod.topology_spread_constraints.is_none());
         assert_eq!(env(&pod.containers[0], "KAFKA_OPERATOR_RACK_FILE"), None);
     }
@@ -390,14 +380,7 @@ mod tests {
     #[test]
     fn jmx_sidecar_exports_broker_metrics() {
         let o = objects("brokerCount: 1\njmxSidecar: true", 1);
-        let pod = o.statefulsets[1]
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
+        let pod = pod_spec(&o.statefulsets[1]);
         assert_eq!(pod.containers.len(), 2);
         let exporter = &pod.containers[1];
         assert_eq!(exporter.name, "jmx-exporter");
@@ -459,14 +442,7 @@ mod tests {
     #[test]
     fn pods_run_restricted() {
         let o = objects("brokerCount: 1\nminimumGracePeriod: 600", 1);
-        let pod = o.statefulsets[1]
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
+        let pod = pod_spec(&o.statefulsets[1]);
         let sc = pod.security_context.as_ref().unwrap();
         assert_eq!(sc.run_as_non_root, Some(true));
         assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
